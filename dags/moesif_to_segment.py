@@ -1,0 +1,132 @@
+"""
+# moesif_to_segment
+
+Keeps Segment's user profiles in step with Moesif. Each run syncs one
+**window** `[start, end)`:
+
+1. `extract_users` and `extract_companies` (in parallel) stage the Moesif users
+   and companies that changed or were seen in the window, plus the users of
+   changed companies and the companies those users belong to.
+2. `transform` joins each user's company onto the user and builds the
+   `identify` messages of Moesif's own Segment source; bad records become
+   rejects with a reason.
+3. `load` sends the messages to Segment in batches and writes a ledger entry
+   per batch; a retried load resumes after the last batch sent.
+4. `audit` writes the run record, logs a summary, and fails the run when
+   `considered = sent + unchanged + rejected` does not hold.
+
+## Windows
+A scheduled run syncs its data interval (hourly by default,
+`MOESIF_SEGMENT_SCHEDULE`, UTC). A manual run syncs `start`..`end` when both
+params are set, otherwise the last complete schedule interval before it was
+triggered; the audit records which window was chosen.
+
+## Params
+| param | meaning |
+| --- | --- |
+| `start`, `end` | an explicit window (ISO date or datetime, UTC unless an offset is given); both or neither |
+| `full_refresh` | ignore the window and identify every user |
+| `dry_run` | build, batch and audit, but send nothing (try this first) |
+| `force` | send even messages whose content Segment already has |
+
+## Backfill
+Trigger > Backfill in the UI (or `POST /api/v2/backfills`) over a date range
+creates one run per schedule interval; each syncs exactly its window.
+
+Connections: `moesif_default`, `segment_default`, optional `moesif_segment_audit`.
+See the README for the staged files and the audit store.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+
+import pendulum
+from airflow.sdk import Param, dag, task
+from airflow.timetables.interval import CronDataIntervalTimetable
+
+SCHEDULE = os.environ.get("MOESIF_SEGMENT_SCHEDULE", "0 * * * *")
+MAX_ACTIVE_RUNS = int(os.environ.get("MOESIF_SEGMENT_MAX_ACTIVE_RUNS", "1"))
+ISO_DATE_OR_DATETIME = (r"^\d{4}-\d{2}-\d{2}"
+                        r"([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?$")
+
+
+def _moment_param(description: str) -> Param:
+    return Param(None, type=["null", "string"], pattern=ISO_DATE_OR_DATETIME,
+                 description=description)
+
+
+@dag(
+    dag_id="moesif_to_segment",
+    schedule=CronDataIntervalTimetable(SCHEDULE, timezone="UTC"),
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=MAX_ACTIVE_RUNS,
+    default_args={"retries": 2, "retry_delay": timedelta(minutes=1),
+                  "retry_exponential_backoff": True},
+    tags=["moesif", "segment", "sync"],
+    doc_md=__doc__,
+    params={
+        "start": _moment_param("Window start for a manual run (with end)."),
+        "end": _moment_param("Window end, exclusive (with start)."),
+        "full_refresh": Param(False, type="boolean", description="Identify every user."),
+        "dry_run": Param(False, type="boolean", description="Send nothing; audit only."),
+        "force": Param(False, type="boolean", description="Send unchanged messages too."),
+    },
+)
+def moesif_to_segment():
+    @task
+    def extract_users():
+        """Stage the window's users and the users of its changed companies."""
+        from moesif_segment_sync import airflow_bridge as bridge, sync
+
+        with bridge.failing_fast():
+            return sync.extract_users(bridge.current_run(), bridge.moesif_endpoint())
+
+    @task
+    def extract_companies():
+        """Stage the companies changed or seen in the window."""
+        from moesif_segment_sync import airflow_bridge as bridge, sync
+
+        with bridge.failing_fast():
+            return sync.extract_companies(bridge.current_run(), bridge.moesif_endpoint())
+
+    @task
+    def transform(users, companies):
+        """Join companies onto users and build the identify messages and rejects."""
+        from moesif_segment_sync import airflow_bridge as bridge, sync
+
+        with bridge.failing_fast():
+            return sync.transform(bridge.current_run())
+
+    @task
+    def load(built):
+        """Send the messages to Segment in batches, writing the ledger as it goes."""
+        from moesif_segment_sync import airflow_bridge as bridge, sync
+
+        with bridge.failing_fast():
+            run = bridge.current_run()
+            segment = None if run.params.dry_run else bridge.segment_endpoint()
+            return sync.load(run, segment)
+
+    @task
+    def audit(users, companies, built, loaded):
+        """Write the run record and audit.json; fail when the accounting does not add up."""
+        from moesif_segment_sync import airflow_bridge as bridge, sync
+
+        with bridge.failing_fast():
+            report = sync.audit(bridge.current_run(), {
+                "extract_users": users, "extract_companies": companies,
+                "transform": built, "load": loaded})
+        return {key: report[key] for key in
+                ("considered", "sent", "would_send", "unchanged", "rejected", "batches", "status")}
+
+    users = extract_users()
+    companies = extract_companies()
+    built = transform(users, companies)
+    loaded = load(built)
+    audit(users, companies, built, loaded)
+
+
+moesif_to_segment()

@@ -1,0 +1,120 @@
+"""The one module that knows Airflow: connections, run context and errors.
+
+Everything else in the package is plain Python. Task bodies in the DAG call
+``current_run()`` and the endpoint helpers here, then a function of ``sync``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from airflow.sdk import BaseHook, get_current_context
+from airflow.sdk.exceptions import AirflowFailException, AirflowNotFoundException
+from airflow.sdk.log import mask_secret
+
+from .errors import AccountingError, ConfigError, MoesifError, SegmentError
+from .settings import load_settings
+from .sync import Endpoint, Run
+from .window import RunParams, resolve_window
+
+MOESIF_CONN_ID = "moesif_default"
+SEGMENT_CONN_ID = "segment_default"
+AUDIT_CONN_ID = "moesif_segment_audit"
+DEFAULT_HOSTS = {MOESIF_CONN_ID: "https://api.moesif.com", SEGMENT_CONN_ID: "https://api.segment.io"}
+_EXAMPLES = {
+    MOESIF_CONN_ID: '{"conn_type": "http", "host": "https://api.moesif.com", '
+                    '"password": "<Management API key>"}',
+    SEGMENT_CONN_ID: '{"conn_type": "http", "host": "https://api.segment.io", '
+                     '"password": "<source write key>"}',
+}
+
+
+def airflow_home() -> Path:
+    return Path(os.environ.get("AIRFLOW_HOME", Path.home() / "airflow"))
+
+
+def _connection(conn_id: str):  # noqa: ANN202 - an Airflow Connection
+    try:
+        return BaseHook.get_connection(conn_id)
+    except AirflowNotFoundException:
+        raise ConfigError(
+            f"Airflow connection {conn_id!r} is not set: add it under Admin > Connections, or "
+            f"export AIRFLOW_CONN_{conn_id.upper()}='{_EXAMPLES[conn_id]}'") from None
+
+
+def _base_url(conn, conn_id: str) -> str:  # noqa: ANN001
+    host = (conn.host or "").strip()
+    if not host:
+        return DEFAULT_HOSTS[conn_id]
+    if "://" not in host:
+        scheme = conn.schema if conn.schema in ("http", "https") else "https"
+        host = f"{scheme}://{host}"
+    if conn.port and host.count(":") < 2:
+        host = f"{host}:{conn.port}"
+    return host.rstrip("/")
+
+
+def moesif_endpoint() -> Endpoint:
+    conn = _connection(MOESIF_CONN_ID)
+    if not conn.password:
+        raise ConfigError(f"Airflow connection {MOESIF_CONN_ID!r} has no password: set it to the "
+                          "Moesif Management API key (scopes read:users and read:companies)")
+    mask_secret(conn.password)
+    return Endpoint(_base_url(conn, MOESIF_CONN_ID), conn.password)
+
+
+def segment_endpoint() -> Endpoint:
+    conn = _connection(SEGMENT_CONN_ID)
+    key = conn.password or (conn.extra_dejson or {}).get("write_key")
+    if not key:
+        raise ConfigError(f"Airflow connection {SEGMENT_CONN_ID!r} has no write key: set its "
+                          "password (or extra write_key) to the Segment source's write key")
+    mask_secret(key)
+    return Endpoint(_base_url(conn, SEGMENT_CONN_ID), key)
+
+
+def audit_url() -> str:
+    """The audit store's SQLAlchemy URL: the optional connection, else SQLite in AIRFLOW_HOME."""
+    try:
+        conn = BaseHook.get_connection(AUDIT_CONN_ID)
+    except AirflowNotFoundException:
+        return f"sqlite:///{airflow_home() / 'moesif_segment_audit.db'}"
+    extra = conn.extra_dejson or {}
+    if extra.get("sqlalchemy_url"):
+        return extra["sqlalchemy_url"]
+    if conn.password:
+        mask_secret(conn.password)
+    uri = conn.get_uri()
+    # Airflow names PostgreSQL "postgres"; SQLAlchemy 2 only knows "postgresql".
+    return "postgresql" + uri[len("postgres"):] if uri.startswith("postgres://") else uri
+
+
+def staging_root(configured: str) -> str:
+    return configured or (airflow_home() / "moesif_segment_staging").as_uri()
+
+
+def current_run() -> Run:
+    """The ``Run`` of the task being executed, from Airflow's context."""
+    context = get_current_context()
+    dag_run = context["dag_run"]
+    settings = load_settings()
+    params = RunParams.from_params(dict(context["params"]))
+    window = resolve_window(params, interval_start=context.get("data_interval_start"),
+                            interval_end=context.get("data_interval_end"),
+                            run_after=dag_run.run_after, schedule=settings.schedule)
+    return Run(dag_id=dag_run.dag_id, run_id=dag_run.run_id, mode=str(dag_run.run_type),
+               window=window, params=params, settings=settings,
+               staging_root=staging_root(settings.staging_root), audit_url=audit_url(),
+               started_at=dag_run.start_date)
+
+
+@contextmanager
+def failing_fast() -> Iterator[None]:
+    """Errors that a retry cannot fix fail the task at once instead of using up its retries."""
+    try:
+        yield
+    except (ConfigError, AccountingError, MoesifError, SegmentError) as exc:
+        raise AirflowFailException(str(exc)) from exc

@@ -1,0 +1,257 @@
+"""The audit store: runs, the batch ledger and rejects, in any SQLAlchemy database.
+
+The embedded default is a SQLite file under ``AIRFLOW_HOME``; production uses
+PostgreSQL. Tables are created on first use and the schema carries a
+version, so a later release can migrate it and an older one refuses a newer
+schema instead of misreading it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import SQLAlchemyError
+
+from .errors import AccountingError, ConfigError, SyncError
+
+SCHEMA_VERSION = 1
+
+metadata = sa.MetaData()
+
+schema_version = sa.Table(
+    "sync_schema_version", metadata,
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("applied_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+runs = sa.Table(
+    "sync_runs", metadata,
+    sa.Column("dag_id", sa.String(250), primary_key=True),
+    sa.Column("run_id", sa.String(250), primary_key=True),
+    sa.Column("mode", sa.String(20), nullable=False),
+    sa.Column("window_start", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("window_end", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("window_source", sa.String(40), nullable=False),
+    sa.Column("params", sa.JSON, nullable=False),
+    sa.Column("dry_run", sa.Boolean, nullable=False),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("started_at", sa.DateTime(timezone=True)),
+    sa.Column("finished_at", sa.DateTime(timezone=True)),
+    sa.Column("considered", sa.Integer, nullable=False, default=0),
+    sa.Column("sent", sa.Integer, nullable=False, default=0),
+    sa.Column("would_send", sa.Integer, nullable=False, default=0),
+    sa.Column("unchanged", sa.Integer, nullable=False, default=0),
+    sa.Column("rejected", sa.Integer, nullable=False, default=0),
+    sa.Column("batches", sa.Integer, nullable=False, default=0),
+    sa.Column("counts", sa.JSON, nullable=False),   # routes, rejects and warnings by kind
+    sa.Column("timings", sa.JSON, nullable=False),  # seconds per stage
+    sa.Column("staging", sa.Text),                  # URL of the run's staged files
+    sa.Column("error", sa.Text),
+)
+
+batches = sa.Table(
+    "sync_batches", metadata,
+    sa.Column("dag_id", sa.String(250), primary_key=True),
+    sa.Column("run_id", sa.String(250), primary_key=True),
+    sa.Column("batch_no", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("status", sa.String(20), nullable=False),  # sent, dry_run or failed
+    sa.Column("messages", sa.Integer, nullable=False),
+    sa.Column("bytes", sa.Integer, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("first_message_id", sa.String(100)),
+    sa.Column("last_message_id", sa.String(100)),
+    sa.Column("error", sa.Text),
+    sa.Column("finished_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+rejects = sa.Table(
+    "sync_rejects", metadata,
+    sa.Column("dag_id", sa.String(250), primary_key=True),
+    sa.Column("run_id", sa.String(250), primary_key=True),
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("entity", sa.String(20), nullable=False),
+    sa.Column("entity_id", sa.Text),
+    sa.Column("kind", sa.String(40), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("raw_location", sa.Text, nullable=False),  # staged file and line number
+    sa.Column("raw_record", sa.Text, nullable=False),
+)
+
+
+@dataclass(frozen=True)
+class RunKey:
+    dag_id: str
+    run_id: str
+
+    def where(self, table: sa.Table) -> sa.ColumnElement[bool]:
+        return sa.and_(table.c.dag_id == self.dag_id, table.c.run_id == self.run_id)
+
+
+@dataclass(frozen=True)
+class BatchEntry:
+    batch_no: int
+    status: str
+    messages: int
+    bytes: int
+    attempts: int
+    first_message_id: str | None = None
+    last_message_id: str | None = None
+    error: str | None = None
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+class AuditStore:
+    """Reads and writes the audit tables; every write is one transaction."""
+
+    def __init__(self, url: str) -> None:
+        try:
+            self.engine = sa.create_engine(url, **_engine_options(url))
+        except (SQLAlchemyError, ImportError, ValueError) as exc:
+            raise ConfigError(f"audit store URL is not usable ({_safe_url(url)}): {exc}") from None
+        self.url = _safe_url(url)
+        self._ensure_schema()
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def _ensure_schema(self) -> None:
+        try:
+            metadata.create_all(self.engine, checkfirst=True)
+            with self.engine.begin() as db:
+                found = db.scalar(sa.select(sa.func.max(schema_version.c.version)))
+                if found is None:
+                    db.execute(schema_version.insert().values(version=SCHEMA_VERSION,
+                                                              applied_at=now()))
+                elif found > SCHEMA_VERSION:
+                    raise ConfigError(f"audit store {self.url} has schema version {found}, newer "
+                                      f"than this release's {SCHEMA_VERSION}: upgrade the sync")
+        except SQLAlchemyError as exc:
+            raise SyncError(f"audit store {self.url} is unavailable: {_reason(exc)}") from None
+
+    # ---------------------------------------------------------------- ledger
+
+    def ledger(self, key: RunKey) -> dict[int, BatchEntry]:
+        with self._reading() as db:
+            rows = db.execute(sa.select(batches).where(key.where(batches))).mappings()
+            return {row["batch_no"]: BatchEntry(**{name: row[name] for name in BatchEntry.__dataclass_fields__})
+                    for row in rows}
+
+    def record_batch(self, key: RunKey, entry: BatchEntry) -> None:
+        values = {**entry.__dict__, "finished_at": now()}
+        match = sa.and_(key.where(batches), batches.c.batch_no == entry.batch_no)
+        with self._writing() as db:
+            if db.execute(batches.update().where(match).values(**values)).rowcount == 0:
+                db.execute(batches.insert().values(dag_id=key.dag_id, run_id=key.run_id, **values))
+
+    def clear_ledger(self, key: RunKey, *, statuses: Iterable[str]) -> None:
+        with self._writing() as db:
+            db.execute(batches.delete().where(key.where(batches),
+                                              batches.c.status.in_(list(statuses))))
+
+    # ---------------------------------------------------------------- runs and rejects
+
+    def record_run(self, key: RunKey, **values: Any) -> None:
+        with self._writing() as db:
+            if db.execute(runs.update().where(key.where(runs)).values(**values)).rowcount == 0:
+                db.execute(runs.insert().values(dag_id=key.dag_id, run_id=key.run_id, **values))
+
+    def replace_rejects(self, key: RunKey, rows: Iterable[dict]) -> int:
+        """The run's rejects, replacing any a previous attempt of the audit wrote."""
+        written = 0
+        with self._writing() as db:
+            db.execute(rejects.delete().where(key.where(rejects)))
+            chunk: list[dict] = []
+            for row in rows:
+                chunk.append({"dag_id": key.dag_id, "run_id": key.run_id, "seq": written, **row})
+                written += 1
+                if len(chunk) >= 1000:
+                    db.execute(rejects.insert(), chunk)
+                    chunk = []
+            if chunk:
+                db.execute(rejects.insert(), chunk)
+        return written
+
+    def run(self, key: RunKey) -> dict | None:
+        with self._reading() as db:
+            row = db.execute(sa.select(runs).where(key.where(runs))).mappings().first()
+            return dict(row) if row else None
+
+    def rejects(self, key: RunKey) -> list[dict]:
+        with self._reading() as db:
+            query = sa.select(rejects).where(key.where(rejects)).order_by(rejects.c.seq)
+            return [dict(row) for row in db.execute(query).mappings()]
+
+    # ---------------------------------------------------------------- plumbing
+
+    def _reading(self):  # noqa: ANN202 - a context manager from SQLAlchemy
+        return _Guard(self, self.engine.connect)
+
+    def _writing(self):  # noqa: ANN202
+        return _Guard(self, self.engine.begin)
+
+
+class _Guard:
+    """Turns a database failure into a ``SyncError`` naming the store, never its password."""
+
+    def __init__(self, store: AuditStore, open_: Any) -> None:
+        self._store, self._open, self._cm = store, open_, None
+
+    def __enter__(self) -> sa.Connection:
+        try:
+            self._cm = self._open()
+            return self._cm.__enter__()
+        except SQLAlchemyError as exc:
+            raise SyncError(f"audit store {self._store.url} is unavailable: {_reason(exc)}") from None
+
+    def __exit__(self, *exc_info: Any) -> bool:
+        try:
+            return bool(self._cm.__exit__(*exc_info))
+        except SQLAlchemyError as exc:
+            raise SyncError(f"audit store {self._store.url} failed to write: {_reason(exc)}") from None
+
+
+def _engine_options(url: str) -> dict:
+    if url.startswith("sqlite"):
+        # Waits out a short lock from another task instead of failing at once.
+        return {"connect_args": {"timeout": 30}}
+    return {"pool_pre_ping": True}
+
+
+def _safe_url(url: str) -> str:
+    try:
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except (sa.exc.ArgumentError, ValueError):
+        return "(unparseable URL)"
+
+
+def _reason(exc: SQLAlchemyError) -> str:
+    return str(getattr(exc, "orig", None) or exc).splitlines()[0]
+
+
+def check_accounting(*, considered: int, sent: int, would_send: int, unchanged: int,
+                     rejected: int, dry_run: bool) -> None:
+    """``considered = sent + unchanged + rejected`` (dry run: ``would send`` for ``sent``)."""
+    delivered = would_send if dry_run else sent
+    other = sent if dry_run else would_send
+    name = "would_send" if dry_run else "sent"
+    if other:
+        raise AccountingError(
+            f"accounting: a {'dry' if dry_run else 'real'} run must not count "
+            f"{'sent' if dry_run else 'would_send'} messages, found {other}")
+    if considered != delivered + unchanged + rejected:
+        raise AccountingError(
+            f"accounting does not add up: considered {considered} != {name} {delivered} + "
+            f"unchanged {unchanged} + rejected {rejected} "
+            f"({considered - delivered - unchanged - rejected:+d} unaccounted)")
+
+
+def to_json(value: Any) -> str:
+    return json.dumps(value, default=str, sort_keys=True)

@@ -1,0 +1,89 @@
+"""Extract: Moesif users and companies of a window, staged exactly as the API returned them.
+
+Which users a run identifies (trait-mapping.md): those changed or seen in
+the window, plus the users of companies changed or seen in it. The second
+route asks Moesif for members *not* already matched by the window, so each
+user comes once without holding every id in memory.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator
+
+from . import moesif, staging
+from .moesif import MoesifClient
+from .staging import JsonLinesWriter, Staging
+from .window import Window
+
+
+def extract_companies(client: MoesifClient, stage: Staging, window: Window, *,
+                      full_refresh: bool) -> dict:
+    """Stage the companies changed or seen in the window (every company on a full refresh)."""
+    started = time.monotonic()
+    query = moesif.everything() if full_refresh else moesif.changed_in_window(*window.bounds)
+    with stage.writer(staging.COMPANIES) as out:
+        _copy_hits(client.search("companies", query, label="changed in window"), out)
+    return {"companies": out.lines, "file": stage.url(staging.COMPANIES),
+            "requests": client.requests_made, "seconds": round(time.monotonic() - started, 3)}
+
+
+def extract_users(client: MoesifClient, stage: Staging, window: Window, *,
+                  full_refresh: bool, id_chunk_size: int) -> dict:
+    """Stage the window's users, the users of its changed companies, and their other companies."""
+    started = time.monotonic()
+    referenced: set[str] = set()
+    query = moesif.everything() if full_refresh else moesif.changed_in_window(*window.bounds)
+    with stage.writer(staging.USERS) as out:
+        referenced |= _copy_hits(client.search("users", query, label="changed in window"), out,
+                                 collect="company_id")
+    in_window = out.lines
+
+    changed_companies: set[str] = set()
+    if not full_refresh:
+        for page in client.search("companies", moesif.changed_in_window(*window.bounds),
+                                  label="ids changed in window"):
+            changed_companies |= _ids(page.hits, "company_id")
+    with stage.writer(staging.USERS_VIA_COMPANY) as out:
+        for ids in _chunks(sorted(changed_companies), id_chunk_size):
+            query = moesif.members_of(ids, not_changed_in=window.bounds)
+            referenced |= _copy_hits(client.search("users", query, label="of changed companies"),
+                                     out, collect="company_id")
+    via_company = out.lines
+
+    # On a full refresh extract_companies stages every company already.
+    missing = [] if full_refresh else sorted(referenced - changed_companies)
+    with stage.writer(staging.USER_COMPANIES) as out:
+        for ids in _chunks(missing, id_chunk_size):
+            _copy_hits(client.search("companies", moesif.companies_by_id(ids),
+                                     label="of extracted users"), out)
+    return {"users_in_window": in_window, "users_via_company": via_company,
+            "user_companies": out.lines, "file": stage.url(staging.USERS),
+            "requests": client.requests_made, "seconds": round(time.monotonic() - started, 3)}
+
+
+def _copy_hits(pages: Iterable[moesif.Page], out: JsonLinesWriter, *,
+               collect: str | None = None) -> set[str]:
+    """Write every hit as one line; return the values of ``collect`` seen in the records."""
+    seen: set[str] = set()
+    for page in pages:
+        for hit in page.hits:
+            out.write(hit, lenient=page.lenient_json)
+        if collect:
+            seen |= _ids(page.hits, collect)
+    return seen
+
+
+def _ids(hits: list, field: str) -> set[str]:
+    found = set()
+    for hit in hits:
+        source = hit.get("_source") if isinstance(hit, dict) else None
+        value = source.get(field) if isinstance(source, dict) else None
+        if isinstance(value, str) and value.strip():
+            found.add(value)
+    return found
+
+
+def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
+    for at in range(0, len(items), size):
+        yield items[at:at + size]

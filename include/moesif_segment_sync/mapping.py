@@ -1,0 +1,325 @@
+"""From a Moesif user and its company to a Segment identify (trait-mapping.md).
+
+Each Segment field is built in one place below, in the order of the tables
+in trait-mapping.md. ``company_traits`` runs once per company; ``identify``
+once per user, with the company already joined by the transform.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections import Counter
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, TypeVar
+
+import orjson
+from pydantic import BaseModel, ValidationError
+
+from . import DISTRIBUTION, __version__
+from .models import MoesifCompany, MoesifUser
+from .settings import SEGMENT_MAX_MESSAGE_BYTES
+from .values import BadValue, compact, first_present, is_absent, to_timestamp, trimmed
+
+LIBRARY = {"name": DISTRIBUTION, "version": __version__}
+# Namespaces our messageIds: Segment de-duplicates globally, not per source.
+MESSAGE_ID_PREFIX = "moesif-segment-sync-"
+MAX_TRAITS = 300
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class Warn(StrEnum):
+    """Kinds of warning: the record is still sent, without the bad value."""
+
+    UNKNOWN_COMPANY = "unknown_company"
+    BAD_TIMESTAMP = "bad_timestamp"
+    BAD_TTFHW = "bad_ttfhw"
+    TOO_MANY_TRAITS = "too_many_traits"
+    WRONG_TYPE = "wrong_type"
+
+
+class RejectKind(StrEnum):
+    NOT_AN_OBJECT = "not_an_object"
+    NO_USER_ID = "no_user_id"
+    NO_COMPANY_ID = "no_company_id"
+    OVERSIZE = "oversize"
+    UNSERIALIZABLE = "unserializable"
+    DUPLICATE = "duplicate"
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A record that is not sent, with a reason a person can read."""
+
+    kind: RejectKind
+    reason: str
+    entity_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Identify:
+    """A built identify message: its id, and its exact bytes as sent."""
+
+    user_id: str
+    message_id: str
+    body: bytes
+
+
+# ---------------------------------------------------------------- parsing
+
+def _checked_id(record: object, field: str) -> str | Rejected:
+    if not isinstance(record, dict):
+        return Rejected(RejectKind.NOT_AN_OBJECT,
+                        f"record is a JSON {_json_type(record)}, not an object")
+    kind = RejectKind.NO_USER_ID if field == "user_id" else RejectKind.NO_COMPANY_ID
+    value = record.get(field)
+    if value is None:
+        return Rejected(kind, f"{field} is missing")
+    if not isinstance(value, str):
+        shown = json.dumps(value, default=str)[:60]
+        return Rejected(kind, f"{field} must be a string, got a JSON {_json_type(value)}: {shown}")
+    if not value.strip():
+        return Rejected(kind, f"{field} is blank")
+    return value
+
+
+def _json_type(value: object) -> str:
+    names = {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null"}
+    return names.get(type(value), "number")
+
+
+def _without(record: dict, path: tuple) -> dict:
+    """A copy of ``record`` without the deepest key of ``path`` that it holds."""
+    key = path[0]
+    if key not in record:
+        return record
+    copy = dict(record)
+    inner = copy[key]
+    if len(path) > 1 and isinstance(inner, dict) and path[1] in inner:
+        copy[key] = _without(inner, path[1:])
+    else:
+        del copy[key]
+    return copy
+
+
+def _lenient(model: type[M], record: dict, warnings: Counter) -> M:
+    """Validate, dropping each field of the wrong type (one warning each) instead of the record."""
+    while True:
+        try:
+            return model.model_validate(record)
+        except ValidationError as exc:
+            for error in exc.errors():
+                record = _without(record, error["loc"])
+                warnings[Warn.WRONG_TYPE] += 1
+
+
+def _timestamp(value: object, warnings: Counter) -> str | None:
+    if is_absent(value):
+        return None
+    try:
+        return to_timestamp(value)
+    except BadValue:
+        warnings[Warn.BAD_TIMESTAMP] += 1
+        return None
+
+
+def _text(value: object) -> str | None:
+    """A usable string: present and really a string (metadata values can be anything)."""
+    return value if isinstance(value, str) and value.strip() else None
+
+
+# ---------------------------------------------------------------- traits.company
+
+def company_traits(record: object, warnings: Counter) -> dict | Rejected:
+    """The ``traits.company`` object for one Moesif company."""
+    company_id = _checked_id(record, "company_id")
+    if isinstance(company_id, Rejected):
+        return company_id
+    company = _lenient(MoesifCompany, record, warnings)
+    metadata = company.metadata or {}
+    return compact({
+        "id": company.company_id,
+        "name": trimmed(_text(metadata.get("name"))),
+        "created": _timestamp(company.created, warnings),
+        "modifiedTime": _timestamp(company.modified_time, warnings),
+        "firstSeenTime": _timestamp(company.first_seen_time, warnings),
+        "lastSeenTime": _timestamp(company.last_seen_time, warnings),
+        "ipAddress": company.ip_address,
+        "companyDomain": first_present(company.company_domain, company.domain_name),
+        "ttfhw_s": _ttfhw_seconds(company.ttfhw, warnings),
+        "metadata": company.metadata,
+    })
+
+
+def _ttfhw_seconds(value: object, warnings: Counter) -> int | None:
+    if value is None:
+        return None
+    if (isinstance(value, int | float) and not isinstance(value, bool)
+            and math.isfinite(value) and value >= 0):
+        return math.floor(value)
+    warnings[Warn.BAD_TTFHW] += 1
+    return None
+
+
+# ---------------------------------------------------------------- the message
+
+def identify(record: object, company: dict | None, *, default_timestamp: str,
+             warnings: Counter, strict_json: bool = False) -> Identify | Rejected:
+    """Build one identify message.
+
+    ``company`` is the joined company's traits, or None when the user has no
+    company or the run does not have it. ``default_timestamp`` (the window's
+    end) stands in for an absent or unparseable ``modified_time``.
+    ``strict_json`` marks a record that only Python's lenient JSON parser
+    could read (NaN, huge integers, lone surrogates): it is serialized by the
+    standard library, which refuses what JSON cannot carry.
+    """
+    user_id = _checked_id(record, "user_id")
+    if isinstance(user_id, Rejected):
+        return user_id
+    user = _lenient(MoesifUser, record, warnings)
+    traits = _traits(user, company, warnings)
+    if "metadata" in traits and _trait_count(traits) >= MAX_TRAITS:
+        warnings[Warn.TOO_MANY_TRAITS] += 1
+    context = _context(user)
+    try:
+        content = _canonical({"context": context, "traits": traits}, strict_json)
+    except (ValueError, TypeError, UnicodeEncodeError) as exc:
+        return Rejected(RejectKind.UNSERIALIZABLE,
+                        f"the record holds a value JSON cannot carry ({exc})", user_id)
+    message_id = MESSAGE_ID_PREFIX + hashlib.sha256(
+        user_id.encode("utf-8", "surrogatepass") + b"\n" + content).hexdigest()
+    message = {
+        "type": "identify",
+        "userId": user_id,
+        "messageId": message_id,
+        "timestamp": traits.get("modifiedTime", default_timestamp),
+        "context": context,
+        "traits": traits,
+    }
+    body = _serialize(message, strict_json)
+    if len(body) > SEGMENT_MAX_MESSAGE_BYTES:
+        return Rejected(RejectKind.OVERSIZE,
+                        f"message is {len(body):,} bytes of JSON, over Segment's 32 KB limit "
+                        f"({SEGMENT_MAX_MESSAGE_BYTES:,} bytes)", user_id)
+    return Identify(user_id, message_id, body)
+
+
+def _traits(user: MoesifUser, company: dict | None, warnings: Counter) -> dict[str, Any]:
+    metadata = user.metadata or {}
+    return compact({
+        "id": user.user_id,
+        "createdAt": _timestamp(user.created, warnings),
+        "modifiedTime": _timestamp(user.modified_time, warnings),
+        "firstSeenTime": _timestamp(user.first_seen_time, warnings),
+        "lastSeenTime": _timestamp(user.last_seen_time, warnings),
+        "name": _name(user, metadata),
+        "email": trimmed(first_present(user.email, _text(metadata.get("email")))),
+        "username": first_present(user.user_name, _text(metadata.get("username"))),
+        "company": _company(user, company, warnings),
+        "campaign": _campaign(user),
+        "clearbit": user.clearbit,
+        "last24HourAggResults": user.last_24h_agg_results,
+        "metadata": user.metadata,
+        "userAgent": _user_agent(user),
+    })
+
+
+def _name(user: MoesifUser, metadata: dict) -> str | None:
+    name = first_present(user.name, _text(metadata.get("name")))
+    if name is None:
+        first = first_present(user.first_name, _text(metadata.get("first_name")))
+        last = first_present(user.last_name, _text(metadata.get("last_name")))
+        name = " ".join(part.strip() for part in (first, last) if part is not None)
+    return trimmed(name) or None
+
+
+def _company(user: MoesifUser, company: dict | None, warnings: Counter) -> dict | None:
+    if is_absent(user.company_id):
+        return None
+    if company is None:
+        warnings[Warn.UNKNOWN_COMPANY] += 1
+        return {"id": user.company_id}
+    return company
+
+
+def _campaign(user: MoesifUser) -> dict | None:
+    campaign = user.campaign
+    if campaign is None:
+        return None
+    return compact({
+        "source": campaign.utm_source,
+        "medium": campaign.utm_medium,
+        "name": campaign.utm_campaign,
+        "term": campaign.utm_term,
+        "content": campaign.utm_content,
+        "referrer": campaign.referrer,
+        "referringDomain": campaign.referring_domain,
+        "gclid": campaign.gclid,
+    })
+
+
+def _user_agent(user: MoesifUser) -> dict | None:
+    agent = user.user_agent
+    if agent is None:
+        return None
+    return compact({
+        "name": agent.name,
+        "major": agent.major,
+        "minor": agent.minor,
+        "os": agent.os,
+        "osName": agent.os_name,
+        "osMajor": agent.os_major,
+        "osMinor": agent.os_minor,
+        "device": agent.device,
+    })
+
+
+def _context(user: MoesifUser) -> dict[str, Any]:
+    geo = user.geo_ip
+    location = None
+    if geo is not None:
+        location = compact({
+            "city": geo.city_name,
+            "country": geo.country_name,
+            "region": geo.region_name,
+            "latitude": geo.latitude,
+            "longitude": geo.longitude,
+        })
+    return compact({
+        "ip": user.ip_address,
+        "location": location,
+        "timezone": geo.timezone if geo is not None else None,
+        "userAgent": user.user_agent_string,
+        "active": False,
+        "library": LIBRARY,
+    })
+
+
+def _trait_count(traits: dict) -> int:
+    """Traits as Engage counts them: ``metadata`` flattened to its leaves."""
+    return len(traits) - 1 + _leaves(traits["metadata"])
+
+
+def _leaves(value: object) -> int:
+    if isinstance(value, dict) and value:
+        return sum(_leaves(inner) for inner in value.values())
+    return 1
+
+
+def _canonical(value: object, strict_json: bool) -> bytes:
+    """Sorted keys, no spaces: the same content always gives the same bytes."""
+    if strict_json:
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                          allow_nan=False).encode("utf-8")
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+
+
+def _serialize(value: object, strict_json: bool) -> bytes:
+    if strict_json:
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False,
+                          allow_nan=False).encode("utf-8")
+    return orjson.dumps(value)

@@ -1,0 +1,217 @@
+"""Moesif Management API: the search queries this sync needs, and a client that pages them.
+
+Paging is its own small object (``SearchAfterPaginator``): it knows the sort
+and how to ask for the next page, and nothing about HTTP or about what is
+done with the records.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+import orjson
+import requests
+
+from .errors import MoesifError, TransientHTTPError
+from .retry import build_retrying, parse_retry_after
+from .settings import SyncSettings
+from .values import format_utc
+
+log = logging.getLogger(__name__)
+
+Entity = Literal["users", "companies"]
+
+SEARCH_PATH = "/v1/search/~/search/{entity}"
+TIME_FIELDS = ("modified_time", "last_seen_time")
+# Moesif documents 502/503 as transient; 504 is a gateway's too.
+RETRYABLE_STATUSES = frozenset({502, 503, 504})
+_HINTS = {
+    401: "check the key and its read:users / read:companies scopes",
+    402: "the Moesif subscription is inactive; reactivate it in Moesif's billing settings",
+}
+
+
+# ---------------------------------------------------------------- queries
+
+def _iso(moment: datetime) -> str:
+    return format_utc(moment)
+
+
+def _in_window(start: datetime, end: datetime) -> list[dict]:
+    bounds = {"gte": _iso(start), "lt": _iso(end)}
+    return [{"range": {name: dict(bounds)}} for name in TIME_FIELDS]
+
+
+def changed_in_window(start: datetime, end: datetime) -> dict:
+    """Records whose profile changed or that were seen in ``[start, end)``."""
+    return {"bool": {"should": _in_window(start, end), "minimum_should_match": 1}}
+
+
+def members_of(company_ids: list[str], *, not_changed_in: tuple[datetime, datetime] | None
+               = None) -> dict:
+    """Users of these companies; optionally only those not already matched by the window."""
+    query: dict[str, Any] = {"bool": {"filter": [{"terms": {"company_id.raw": company_ids}}]}}
+    if not_changed_in is not None:
+        query["bool"]["must_not"] = _in_window(*not_changed_in)
+    return query
+
+
+def companies_by_id(company_ids: list[str]) -> dict:
+    return {"bool": {"filter": [{"terms": {"company_id.raw": company_ids}}]}}
+
+
+def everything() -> dict:
+    return {"match_all": {}}
+
+
+# ---------------------------------------------------------------- paging
+
+@dataclass
+class SearchAfterPaginator:
+    """``size`` + ``sort`` + ``search_after`` paging, never offsets.
+
+    The sort ends in the unique ``_id`` so that ties on ``modified_time`` at a
+    page boundary neither repeat nor lose records.
+    """
+
+    size: int
+    sort_field: str = "modified_time"
+    search_after: list | None = field(default=None, init=False)
+    done: bool = field(default=False, init=False)
+
+    def body(self, query: dict) -> dict:
+        body = {
+            "size": self.size,
+            "query": query,
+            "sort": [{self.sort_field: {"order": "asc"}}, {"_id": {"order": "asc"}}],
+        }
+        if self.search_after is not None:
+            body["search_after"] = self.search_after
+        return body
+
+    def advance(self, hits: list) -> None:
+        if len(hits) < self.size or not isinstance(hits[-1], dict) or "sort" not in hits[-1]:
+            self.done = True
+        else:
+            self.search_after = hits[-1]["sort"]
+
+
+@dataclass(frozen=True)
+class Page:
+    hits: list
+    total: int | None
+    # True when only the standard library could parse the page (NaN, huge
+    # integers): its records must be written back the same way to stay lossless.
+    lenient_json: bool
+
+
+# ---------------------------------------------------------------- the client
+
+class MoesifClient:
+    """A thin client for the search endpoints: retries, errors, progress."""
+
+    def __init__(self, base_url: str, api_key: str, settings: SyncSettings, *,
+                 session: requests.Session | None = None,
+                 sleep: Callable[[float], None] = time.sleep,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._key = api_key
+        self._settings = settings
+        self._session = session or requests.Session()
+        self._session.headers.update({"Authorization": f"Bearer {api_key}",
+                                      "Content-Type": "application/json",
+                                      "Accept": "application/json"})
+        self._sleep = sleep
+        self._clock = clock
+        self.requests_made = 0
+
+    def close(self) -> None:
+        self._session.close()
+
+    def __enter__(self) -> MoesifClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def search(self, entity: Entity, query: dict, *, label: str = "") -> Iterator[Page]:
+        """Every page of hits matching ``query``, in sort order; logs progress per page."""
+        paginator = SearchAfterPaginator(self._settings.page_size)
+        path = SEARCH_PATH.format(entity=entity)
+        seen, started, page_no = 0, time.monotonic(), 0
+        while not paginator.done:
+            page_no += 1
+            page = self._post(path, paginator.body(query), page_no)
+            paginator.advance(page.hits)
+            seen += len(page.hits)
+            rate = seen / max(time.monotonic() - started, 1e-9)
+            log.info("Moesif %s%s: page %d, %d of %s records, %.0f records/s",
+                     entity, f" ({label})" if label else "", page_no, seen,
+                     page.total if page.total is not None else "?", rate)
+            yield page
+
+    def _post(self, path: str, body: dict, page_no: int) -> Page:
+        settings = self._settings
+        retrying = build_retrying(
+            what=f"Moesif POST {path} page {page_no}", max_attempts=settings.max_attempts,
+            backoff_initial=settings.backoff_initial, backoff_max=settings.backoff_max,
+            rate_limit_jitter=settings.rate_limit_jitter, sleep=self._sleep, clock=self._clock)
+        return retrying(self._post_once, path, orjson.dumps(body), page_no)
+
+    def _post_once(self, path: str, body: bytes, page_no: int) -> Page:
+        self.requests_made += 1
+        response = self._session.post(self.base_url + path, data=body,
+                                      timeout=self._settings.http_timeout)
+        where = f"POST {path} page {page_no}"
+        if response.status_code == 429:
+            raise TransientHTTPError(f"Moesif answered 429 (rate limited) on {where}", status=429,
+                                     retry_after=parse_retry_after(
+                                         response.headers.get("Retry-After")))
+        if response.status_code in RETRYABLE_STATUSES:
+            raise TransientHTTPError(f"Moesif answered {response.status_code} on {where}",
+                                     status=response.status_code)
+        if response.status_code != 200:
+            raise MoesifError(response.status_code, self._message(response), endpoint=where,
+                              hint=_HINTS.get(response.status_code, ""))
+        return self._page(response.content, where)
+
+    def _page(self, content: bytes, where: str) -> Page:
+        lenient = False
+        try:
+            document = orjson.loads(content)
+        except orjson.JSONDecodeError:
+            try:
+                document = json.loads(content)
+                lenient = True
+            except ValueError as exc:
+                raise TransientHTTPError(f"Moesif answered a page that is not JSON on {where} "
+                                         f"({exc})") from None
+        hits = document.get("hits") if isinstance(document, dict) else None
+        if not isinstance(hits, dict) or not isinstance(hits.get("hits"), list):
+            raise TransientHTTPError(f"Moesif answered a page without hits.hits on {where}")
+        total = hits.get("total")
+        if isinstance(total, dict):  # Elasticsearch 7 style {"value": N}
+            total = total.get("value")
+        return Page(hits["hits"], total if isinstance(total, int) else None, lenient)
+
+    def _message(self, response: requests.Response) -> str:
+        try:
+            payload = response.json()
+            text = payload.get("message") or payload.get("error") or response.text
+        except ValueError:
+            text = response.text
+        return redact(str(text)[:500], self._key)
+
+
+def redact(text: str, *secrets: str) -> str:
+    """``text`` with every secret replaced, for error messages that quote a server."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text

@@ -1,0 +1,70 @@
+"""Tunable settings, read from ``MOESIF_SEGMENT_*`` environment variables.
+
+Secrets are not settings: keys live in Airflow connections (see
+``airflow_bridge``). Every setting has a default that suits the embedded
+set-up; a bad value fails fast with the variable's name in the message.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from .errors import ConfigError
+
+ENV_PREFIX = "MOESIF_SEGMENT_"
+
+# Segment's documented limits (segment-api.md). The batch default keeps the
+# same 25 KB margin under 500 KB that Segment's own libraries keep.
+SEGMENT_MAX_MESSAGE_BYTES = 32 * 1024
+SEGMENT_MAX_REQUEST_BYTES = 500 * 1000
+SEGMENT_MAX_BATCH_MESSAGES = 2500
+
+
+class SyncSettings(BaseSettings):
+    """Everything about a run that is not a secret and not a run parameter."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="ignore")
+
+    staging_root: str = Field(
+        "", description="URL of the staging root (file://, s3://, gs://, memory://); "
+        "empty means a folder under AIRFLOW_HOME")
+    schedule: str = Field("0 * * * *", description="cron expression of the sync windows (UTC)")
+    page_size: int = Field(1000, ge=1, le=10_000, description="Moesif search page size")
+    id_chunk_size: int = Field(
+        500, ge=1, le=10_000, description="ids per `terms` lookup when fetching by company id")
+    chunk_size: int = Field(50_000, ge=1, description="users per transform chunk")
+    max_batch_bytes: int = Field(
+        475_000, ge=SEGMENT_MAX_MESSAGE_BYTES + 1024, le=SEGMENT_MAX_REQUEST_BYTES,
+        description="largest serialized /v1/batch body, in bytes")
+    max_batch_messages: int = Field(
+        SEGMENT_MAX_BATCH_MESSAGES, ge=1, le=SEGMENT_MAX_BATCH_MESSAGES,
+        description="most messages in one /v1/batch request")
+    send_rate: float | None = Field(
+        None, gt=0, description="most events per second sent to Segment; unset = no limit")
+    gzip: bool = Field(True, description="gzip /v1/batch request bodies")
+    http_timeout: float = Field(60.0, gt=0, description="seconds to wait for an HTTP answer")
+    max_attempts: int = Field(6, ge=1, le=50, description="tries per HTTP request")
+    backoff_initial: float = Field(1.0, ge=0, description="first retry wait, seconds")
+    backoff_max: float = Field(60.0, ge=0, description="longest retry wait, seconds")
+    rate_limit_jitter: float = Field(
+        5.0, ge=0, description="most seconds of jitter after a 429 without Retry-After")
+    compress_level: int = Field(1, ge=0, le=9, description="gzip level of staged files")
+
+    @model_validator(mode="after")
+    def _backoff_is_ordered(self) -> SyncSettings:
+        if self.backoff_max < self.backoff_initial:
+            raise ValueError("backoff_max must be at least backoff_initial")
+        return self
+
+
+def load_settings(**overrides: object) -> SyncSettings:
+    """Read the settings, turning a validation error into one that names the variable."""
+    try:
+        return SyncSettings(**overrides)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            field = str(err["loc"][0]) if err["loc"] else "settings"
+            problems.append(f"{ENV_PREFIX}{field.upper()}: {err['msg']}")
+        raise ConfigError("invalid setting: " + "; ".join(problems)) from None

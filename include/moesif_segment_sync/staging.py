@@ -1,0 +1,148 @@
+"""Staged files of one run: ``<root>/<dag_id>/<run_id>/``.
+
+Every file is gzip-compressed JSON Lines (one record per line) or plain
+JSON, readable with standard tools: ``zcat users.jsonl.gz | jq .``. Writes
+are atomic: a file is written under a temporary name and renamed when
+complete, so a killed task never leaves half a file for a later task.
+The root is an fsspec URL (``file://``, ``memory://``, ``s3://``, ``gs://``),
+the same URLs as Airflow's ``ObjectStoragePath``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import IO, Any
+
+import fsspec
+import orjson
+
+from .errors import StagingError
+
+USERS = "users.jsonl.gz"                      # users changed or seen in the window
+USERS_VIA_COMPANY = "users_via_company.jsonl.gz"  # users of companies changed in it
+COMPANIES = "companies.jsonl.gz"              # companies changed or seen in the window
+USER_COMPANIES = "user_companies.jsonl.gz"    # other companies the users belong to
+MESSAGES = "messages.jsonl.gz"                # identify messages, exactly as sent
+REJECTS = "rejects.jsonl.gz"                  # rejected records, whole, with reasons
+AUDIT = "audit.json"
+
+
+def dumps(value: Any, *, lenient: bool = False) -> bytes:
+    """One JSON line. ``lenient`` values (NaN, huge ints, lone surrogates) go through
+    the standard library, which writes them in a form it reads back identically."""
+    if not lenient:
+        try:
+            return orjson.dumps(value)
+        except (orjson.JSONEncodeError, TypeError):
+            pass
+    return json.dumps(value, separators=(",", ":")).encode("ascii")
+
+
+def loads(line: bytes) -> tuple[Any, bool]:
+    """A JSON line and whether only the lenient parser could read it."""
+    try:
+        return orjson.loads(line), False
+    except orjson.JSONDecodeError:
+        return json.loads(line), True
+
+
+class Staging:
+    """The staged files of one run, under one root URL."""
+
+    def __init__(self, root_url: str, dag_id: str, run_id: str, *, compress_level: int = 1):
+        try:
+            self.fs, root = fsspec.core.url_to_fs(root_url)
+        except (ValueError, ImportError) as exc:
+            raise StagingError(f"staging root {root_url!r} is not a usable URL: {exc}") from None
+        self.root_url = root_url
+        self.dir = f"{root.rstrip('/')}/{_safe(dag_id)}/{_safe(run_id)}"
+        self.compress_level = compress_level
+
+    def url(self, name: str) -> str:
+        """A staged file's full URL, for logs and the audit record."""
+        return self.fs.unstrip_protocol(self.path(name))
+
+    def path(self, name: str) -> str:
+        return f"{self.dir}/{name}"
+
+    def exists(self, name: str) -> bool:
+        return self.fs.exists(self.path(name))
+
+    @contextmanager
+    def writer(self, name: str) -> Iterator[JsonLinesWriter]:
+        """Write ``name`` line by line; it appears only when the block ends without error."""
+        with self._atomic(name) as raw, gzip.GzipFile(
+                fileobj=raw, mode="wb", compresslevel=self.compress_level, mtime=0) as packed:
+            yield JsonLinesWriter(packed)
+
+    def write_json(self, name: str, value: Any) -> None:
+        with self._atomic(name) as raw:
+            raw.write(json.dumps(value, indent=2, sort_keys=True, default=str).encode() + b"\n")
+
+    def read_json(self, name: str) -> Any:
+        try:
+            with self.fs.open(self.path(name), "rb") as raw:
+                return json.loads(raw.read())
+        except FileNotFoundError:
+            raise StagingError(f"staged file {self.url(name)} is missing") from None
+
+    def lines(self, name: str) -> Iterator[bytes]:
+        """The lines of a staged ``.jsonl.gz`` file, without their newline."""
+        try:
+            raw = self.fs.open(self.path(name), "rb")
+        except FileNotFoundError:
+            raise StagingError(f"staged file {self.url(name)} is missing") from None
+        with raw, gzip.GzipFile(fileobj=raw, mode="rb") as packed:
+            for line in packed:
+                yield line.rstrip(b"\n")
+
+    @contextmanager
+    def _atomic(self, name: str) -> Iterator[IO[bytes]]:
+        final = self.path(name)
+        temp = f"{final}.tmp-{uuid.uuid4().hex}"
+        try:
+            self.fs.makedirs(self.dir, exist_ok=True)
+            raw = self.fs.open(temp, "wb")
+        except OSError as exc:
+            raise StagingError(f"cannot write {self.url(name)}: {exc.strerror or exc}") from None
+        try:
+            with raw:
+                yield raw
+            self.fs.mv(temp, final)
+        except OSError as exc:
+            self._discard(temp)
+            raise StagingError(f"cannot write {self.url(name)}: {exc.strerror or exc}") from None
+        except BaseException:
+            self._discard(temp)
+            raise
+
+    def _discard(self, path: str) -> None:
+        try:
+            self.fs.rm(path)
+        except (OSError, FileNotFoundError):
+            pass
+
+
+class JsonLinesWriter:
+    """Counts what it writes so a task can report lines and bytes without re-reading."""
+
+    def __init__(self, out: IO[bytes]) -> None:
+        self._out = out
+        self.lines = 0
+
+    def write_line(self, line: bytes) -> None:
+        self._out.write(line + b"\n")
+        self.lines += 1
+
+    def write(self, value: Any, *, lenient: bool = False) -> None:
+        self.write_line(dumps(value, lenient=lenient))
+
+
+def _safe(part: str) -> str:
+    """A run id as one path segment: no slashes, nothing that looks like a parent."""
+    cleaned = part.replace("/", "_").replace("\\", "_")
+    return "_" + cleaned if cleaned in ("", ".", "..") else cleaned

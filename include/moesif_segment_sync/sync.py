@@ -1,0 +1,256 @@
+"""The five stages of a run, as plain functions the DAG's tasks call.
+
+Each takes a ``Run`` (who, which window, which settings) and the endpoints
+it needs, does its work against staging, and returns a small JSON-able
+summary: paths and counts, never data.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from . import staging
+from .audit import AuditStore, BatchEntry, RunKey, check_accounting, now
+from .errors import AccountingError, SyncError
+from .extract import extract_companies as _extract_companies
+from .extract import extract_users as _extract_users
+from .moesif import MoesifClient
+from .segment import Batch, RateLimiter, SegmentSender, pack
+from .settings import SyncSettings
+from .staging import Staging
+from .transform import transform as _transform
+from .values import format_utc
+from .window import RunParams, Window
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where an API is and the secret it takes (from an Airflow connection)."""
+
+    url: str
+    secret: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class Run:
+    dag_id: str
+    run_id: str
+    mode: str  # scheduled, backfill or manual
+    window: Window
+    params: RunParams
+    settings: SyncSettings
+    staging_root: str
+    audit_url: str = field(repr=False)
+    started_at: datetime | None = None
+
+    @property
+    def key(self) -> RunKey:
+        return RunKey(self.dag_id, self.run_id)
+
+    def staging(self) -> Staging:
+        return Staging(self.staging_root, self.dag_id, self.run_id,
+                       compress_level=self.settings.compress_level)
+
+    def audit_store(self) -> AuditStore:
+        return AuditStore(self.audit_url)
+
+
+def _moesif(run: Run, moesif: Endpoint) -> MoesifClient:
+    return MoesifClient(moesif.url, moesif.secret, run.settings)
+
+
+def extract_users(run: Run, moesif: Endpoint) -> dict:
+    with _moesif(run, moesif) as client:
+        return _extract_users(client, run.staging(), run.window,
+                              full_refresh=run.params.full_refresh,
+                              id_chunk_size=run.settings.id_chunk_size)
+
+
+def extract_companies(run: Run, moesif: Endpoint) -> dict:
+    with _moesif(run, moesif) as client:
+        return _extract_companies(client, run.staging(), run.window,
+                                  full_refresh=run.params.full_refresh)
+
+
+def transform(run: Run) -> dict:
+    return _transform(run.staging(), default_timestamp=format_utc(run.window.end),
+                      chunk_size=run.settings.chunk_size)
+
+
+def load(run: Run, segment: Endpoint | None) -> dict:
+    """Send the staged messages in batches, writing the ledger as it goes.
+
+    A batch the ledger already holds as sent is not sent again, so a retried
+    load resumes where the last attempt stopped. A dry run packs the same
+    batches and records them as ``dry_run`` without sending.
+    """
+    started = time.monotonic()
+    store = run.audit_store()  # opened first: a store that is down fails the task before sending
+    stage = run.staging()
+    settings = run.settings
+    ledger = store.ledger(run.key)
+    if run.params.dry_run:
+        sender = None
+    elif segment is None:
+        raise SyncError("load needs the Segment connection unless dry_run is set")
+    else:
+        sender = SegmentSender(segment.url, segment.secret, settings)
+    limiter = RateLimiter(settings.send_rate)
+    totals = {"batches": 0, "sent": 0, "would_send": 0, "resumed_batches": 0, "attempts": 0,
+              "bytes": 0}
+    try:
+        for batch in pack(stage.lines(staging.MESSAGES), max_bytes=settings.max_batch_bytes,
+                          max_messages=settings.max_batch_messages):
+            totals["batches"] += 1
+            totals["bytes"] += batch.body_bytes
+            previous = ledger.get(batch.no)
+            if previous is not None and previous.status == "sent" and not run.params.dry_run:
+                totals["resumed_batches"] += 1
+                totals["sent"] += batch.count
+                continue
+            if sender is None:
+                store.record_batch(run.key, _entry(batch, "dry_run", attempts=0))
+                totals["would_send"] += batch.count
+                continue
+            limiter.wait(batch.count)
+            try:
+                attempts = sender.send(batch)
+            except SyncError as exc:
+                store.record_batch(run.key, _entry(batch, "failed", sender.attempts, str(exc)))
+                raise
+            store.record_batch(run.key, _entry(batch, "sent", attempts))
+            totals["sent"] += batch.count
+            totals["attempts"] += attempts
+            log.info("batch %d: %d messages, %d bytes, sent in %d attempt(s)",
+                     batch.no, batch.count, batch.body_bytes, attempts)
+    finally:
+        if sender is not None:
+            sender.close()
+        store.close()
+    return {**totals, "seconds": round(time.monotonic() - started, 3)}
+
+
+def _entry(batch: Batch, status: str, attempts: int, error: str | None = None) -> BatchEntry:
+    ids = batch.message_ids() if batch.count else []
+    return BatchEntry(batch.no, status, batch.count, batch.body_bytes, attempts,
+                      ids[0] if ids else None, ids[-1] if ids else None, error)
+
+
+def audit(run: Run, summaries: dict[str, dict]) -> dict:
+    """Write the run record, its rejects and ``audit.json``; fail when the counts do not add up."""
+    stage = run.staging()
+    produced, loaded = summaries["transform"], summaries["load"]
+    dry_run = run.params.dry_run
+    counts = {
+        "considered": produced["considered"],
+        "sent": loaded["sent"],
+        "would_send": loaded["would_send"],
+        "unchanged": loaded.get("unchanged", 0),
+        "rejected": produced["rejected"],
+    }
+    record: dict[str, Any] = {
+        "mode": run.mode,
+        "window_start": run.window.start,
+        "window_end": run.window.end,
+        "window_source": run.window.source,
+        "params": _params(run.params),
+        "dry_run": dry_run,
+        "started_at": run.started_at,
+        "finished_at": now(),
+        "batches": loaded["batches"],
+        "counts": {
+            "routes": produced["routes"],
+            "rejected_by_kind": produced["rejected_by_kind"],
+            "warnings": produced["warnings"],
+            "companies": produced["companies"],
+            "companies_rejected": produced["companies_rejected"],
+            "users_in_window": summaries["extract_users"]["users_in_window"],
+            "users_via_company": summaries["extract_users"]["users_via_company"],
+            "companies_in_window": summaries["extract_companies"]["companies"],
+            "user_companies": summaries["extract_users"]["user_companies"],
+            "moesif_requests": (summaries["extract_users"]["requests"]
+                                + summaries["extract_companies"]["requests"]),
+            "resumed_batches": loaded["resumed_batches"],
+            "send_attempts": loaded["attempts"],
+            "bytes": loaded["bytes"],
+        },
+        "timings": {stage_name: summary.get("seconds") for stage_name, summary in summaries.items()},
+        "staging": stage.url(""),
+        **counts,
+    }
+    error = None
+    try:
+        check_accounting(**counts, dry_run=dry_run)
+    except AccountingError as exc:
+        error = str(exc)
+    record["status"] = "failed" if error else "success"
+    record["error"] = error
+    store = run.audit_store()
+    try:
+        stored_rejects = store.replace_rejects(run.key, _reject_rows(stage))
+        store.record_run(run.key, **record)
+    finally:
+        store.close()
+    report = {"dag_id": run.dag_id, "run_id": run.run_id, **_jsonable(record),
+              "rejects_stored": stored_rejects, "audit_store": store.url}
+    stage.write_json(staging.AUDIT, report)
+    log.info("run summary\n%s", summary_table(report))
+    if error:
+        raise AccountingError(error)
+    return report
+
+
+def _params(params: RunParams) -> dict:
+    return {"start": params.start.isoformat() if params.start else None,
+            "end": params.end.isoformat() if params.end else None,
+            "full_refresh": params.full_refresh, "dry_run": params.dry_run,
+            "force": params.force}
+
+
+def _reject_rows(stage: Staging):  # noqa: ANN202 - a generator of dicts
+    for number, line in enumerate(stage.lines(staging.REJECTS), start=1):
+        reject, _ = staging.loads(line)
+        yield {
+            "entity": reject["entity"],
+            "entity_id": reject["id"],
+            "kind": reject["kind"],
+            "reason": reject["reason"],
+            "raw_location": f"{stage.url(staging.REJECTS)}#L{number}",
+            "raw_record": staging.dumps(reject["record"], lenient=True).decode("ascii"),
+        }
+
+
+def _jsonable(record: dict) -> dict:
+    return {key: format_utc(value) if isinstance(value, datetime) else value
+            for key, value in record.items()}
+
+
+def summary_table(report: dict) -> str:
+    """The one-screen summary the audit task logs."""
+    rows = [
+        ("run", report["run_id"]),
+        ("mode", report["mode"]),
+        ("window", f"[{report['window_start']}, {report['window_end']}) "
+                   f"({report['window_source']})"),
+        ("considered", report["considered"]),
+        ("would send" if report["dry_run"] else "sent",
+         report["would_send"] if report["dry_run"] else report["sent"]),
+        ("unchanged", report["unchanged"]),
+        ("rejected", report["rejected"]),
+        ("batches", report["batches"]),
+        ("warnings", ", ".join(f"{k} {v}" for k, v in report["counts"]["warnings"].items())
+         or "none"),
+        ("rejected by kind", ", ".join(f"{k} {v}" for k, v in
+                                       report["counts"]["rejected_by_kind"].items()) or "none"),
+        ("status", report["status"]),
+        ("staged files", report["staging"]),
+        ("audit store", report["audit_store"]),
+    ]
+    width = max(len(name) for name, _ in rows)
+    return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)

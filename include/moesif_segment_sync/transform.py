@@ -1,0 +1,130 @@
+"""Transform: join each user's company onto the user and build the identify messages.
+
+Companies are the small side: they are mapped once each and held in a
+pandas DataFrame. Users stream through in chunks, are joined onto the
+companies with pandas, and are mapped one by one (trait-mapping.md); each
+ends as a staged message or a staged reject with its reason.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Iterator
+
+import pandas as pd
+
+from . import staging
+from .mapping import Identify, Rejected, RejectKind, company_traits, identify
+from .staging import JsonLinesWriter, Staging
+
+USER_FILES = {staging.USERS: "window", staging.USERS_VIA_COMPANY: "company"}
+COMPANY_FILES = (staging.COMPANIES, staging.USER_COMPANIES)
+
+
+def transform(stage: Staging, *, default_timestamp: str, chunk_size: int) -> dict:
+    """Stage messages and rejects; return the counts the audit adds up."""
+    started = time.monotonic()
+    warnings: Counter = Counter()
+    rejected: Counter = Counter()
+    routes: Counter = Counter()
+    seen_users: set[str] = set()
+    considered = built = 0
+    with stage.writer(staging.MESSAGES) as messages, stage.writer(staging.REJECTS) as rejects:
+        companies, companies_rejected = _companies(stage, rejects, warnings)
+        for file, route in USER_FILES.items():
+            for chunk in _chunks(stage.lines(file), chunk_size):
+                for record, lenient, company in _joined(chunk, companies):
+                    considered += 1
+                    routes[route] += 1
+                    outcome = identify(record, company, default_timestamp=default_timestamp,
+                                       warnings=warnings, strict_json=lenient)
+                    if isinstance(outcome, Identify) and outcome.user_id in seen_users:
+                        outcome = Rejected(RejectKind.DUPLICATE, "an earlier record of this run "
+                                           "has the same user_id", outcome.user_id)
+                    if isinstance(outcome, Rejected):
+                        rejected[outcome.kind.value] += 1
+                        _reject(rejects, "user", outcome, record, lenient, file)
+                        continue
+                    seen_users.add(outcome.user_id)
+                    messages.write_line(outcome.body)
+                    built += 1
+    return {
+        "considered": considered,
+        "messages": built,
+        "rejected": sum(rejected.values()),
+        "rejected_by_kind": dict(sorted(rejected.items())),
+        "warnings": {str(kind): n for kind, n in sorted(warnings.items())},
+        "routes": dict(routes),
+        "companies": len(companies),
+        "companies_rejected": companies_rejected,
+        "files": {"messages": stage.url(staging.MESSAGES), "rejects": stage.url(staging.REJECTS)},
+        "seconds": round(time.monotonic() - started, 3),
+    }
+
+
+def _companies(stage: Staging, rejects: JsonLinesWriter,
+               warnings: Counter) -> tuple[pd.DataFrame, int]:
+    """Every staged company's traits, one row per company_id (the first staged wins)."""
+    rows, rejected = [], 0
+    for file in COMPANY_FILES:
+        for line in stage.lines(file):
+            record, lenient = _source(line)
+            traits = company_traits(record, warnings)
+            if isinstance(traits, Rejected):
+                rejected += 1
+                _reject(rejects, "company", traits, record, lenient, file)
+            else:
+                rows.append((traits["id"], traits))
+    frame = pd.DataFrame(rows, columns=["company_id", "company"], dtype=object)
+    return frame.drop_duplicates("company_id", keep="first"), rejected
+
+
+def _joined(chunk: list[bytes], companies: pd.DataFrame) -> Iterator[tuple]:
+    """(record, lenient, company traits or None) for each user line, in order."""
+    parsed = [_source(line) for line in chunk]
+    users = pd.DataFrame({
+        "record": [record for record, _ in parsed],
+        "lenient": [lenient for _, lenient in parsed],
+        "company_id": [_company_key(record) for record, _ in parsed],
+    }, dtype=object)
+    joined = users.merge(companies, on="company_id", how="left", sort=False)
+    for record, lenient, company in zip(joined["record"], joined["lenient"], joined["company"],
+                                        strict=True):
+        yield record, lenient, company if isinstance(company, dict) else None
+
+
+def _source(line: bytes) -> tuple[object, bool]:
+    """A staged hit's ``_source``; a hit without one is itself the (bad) record."""
+    hit, lenient = staging.loads(line)
+    if isinstance(hit, dict) and "_source" in hit:
+        return hit["_source"], lenient
+    return hit, lenient
+
+
+def _company_key(record: object) -> str | None:
+    value = record.get("company_id") if isinstance(record, dict) else None
+    return value if isinstance(value, str) and value.strip() else None
+
+
+def _reject(out: JsonLinesWriter, entity: str, rejected: Rejected, record: object,
+            lenient: bool, file: str) -> None:
+    out.write({"entity": entity, "id": rejected.entity_id or _id_of(record, entity),
+               "kind": rejected.kind.value, "reason": rejected.reason, "file": file,
+               "record": record}, lenient=lenient)
+
+
+def _id_of(record: object, entity: str) -> str | None:
+    value = record.get(f"{entity}_id") if isinstance(record, dict) else None
+    return value if isinstance(value, str) else None
+
+
+def _chunks(lines: Iterator[bytes], size: int) -> Iterator[list[bytes]]:
+    chunk: list[bytes] = []
+    for line in lines:
+        chunk.append(line)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk

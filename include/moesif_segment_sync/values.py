@@ -1,0 +1,79 @@
+"""Value rules of trait-mapping.md: timestamps, absent values, trimming."""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import UTC, datetime, timedelta
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# Moesif's forms: 7 fractional digits with Z, no zone (UTC), an offset.
+_ISO = re.compile(
+    r"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(\d+))?(Z|[+-]\d{2}:\d{2})?\Z", re.ASCII)
+
+
+class BadValue(ValueError):
+    """A value that a rule cannot use; the caller drops the trait and counts a warning."""
+
+
+def format_utc(moment: datetime, millis: int | None = None) -> str:
+    """``YYYY-MM-DDTHH:MM:SS.mmmZ``; zero-padded years, unlike strftime on Linux."""
+    ms = moment.microsecond // 1000 if millis is None else millis
+    return (f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}T"
+            f"{moment.hour:02d}:{moment.minute:02d}:{moment.second:02d}.{ms:03d}Z")
+
+
+def to_timestamp(value: object) -> str:
+    """Any of Moesif's timestamp forms as an ISO-8601 UTC string with milliseconds.
+
+    Sub-millisecond digits are truncated, never rounded. Raises ``BadValue``.
+    """
+    if isinstance(value, str):
+        match = _ISO.match(value.strip())
+        if match is None:
+            raise BadValue(f"not a timestamp: {value[:40]!r}")
+        whole, fraction, zone = match.groups()
+        try:
+            moment = datetime.fromisoformat(whole + ("+00:00" if zone in (None, "Z") else zone))
+            millis = int((fraction or "0")[:3].ljust(3, "0"))
+            if zone not in (None, "Z"):
+                moment = moment.astimezone(UTC)
+        except (ValueError, OverflowError) as exc:
+            raise BadValue(f"not a timestamp: {value[:40]!r} ({exc})") from None
+        return format_utc(moment, millis)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if not math.isfinite(value):
+            raise BadValue(f"not a timestamp: {value!r}")
+        try:
+            return format_utc(_EPOCH + timedelta(milliseconds=math.floor(value)))
+        except OverflowError:
+            raise BadValue(f"epoch milliseconds out of range: {value!r}") from None
+    raise BadValue(f"not a timestamp: a {type(value).__name__}")
+
+
+def is_absent(value: object) -> bool:
+    """Absent means null, a blank string or an empty object: such a key is left out."""
+    if value is None:
+        return True
+    if isinstance(value, str):
+        return not value.strip()
+    if isinstance(value, dict):
+        return not value
+    return False
+
+
+def first_present(*values: object) -> object | None:
+    """The first value that is not absent, for the fallbacks (``email``, else ``metadata.email``)."""
+    for value in values:
+        if not is_absent(value):
+            return value
+    return None
+
+
+def trimmed(value: object) -> object | None:
+    return value.strip() if isinstance(value, str) else value
+
+
+def compact(mapping: dict) -> dict:
+    """The mapping without its absent values; an object whose every field is absent is empty."""
+    return {key: value for key, value in mapping.items() if not is_absent(value)}

@@ -1,0 +1,102 @@
+"""The audit store against SQLite and PostgreSQL, and the accounting check."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+import sqlalchemy as sa
+
+from moesif_segment_sync.audit import (
+    SCHEMA_VERSION,
+    AuditStore,
+    BatchEntry,
+    RunKey,
+    check_accounting,
+    schema_version,
+)
+from moesif_segment_sync.errors import AccountingError, ConfigError, SyncError
+
+KEY = RunKey("moesif_to_segment", "scheduled__2026-11-25T01:00:00+00:00")
+
+
+def test_ledger_round_trips_batches_and_updates_a_retried_one(audit_url):
+    store = AuditStore(audit_url)
+    store.record_batch(KEY, BatchEntry(1, "sent", 400, 470_000, 1, "m-1", "m-400"))
+    store.record_batch(KEY, BatchEntry(2, "failed", 10, 9_000, 6, "m-401", "m-410", "503"))
+    store.record_batch(KEY, BatchEntry(2, "sent", 10, 9_000, 2, "m-401", "m-410"))
+
+    ledger = store.ledger(KEY)
+
+    assert ledger == {
+        1: BatchEntry(1, "sent", 400, 470_000, 1, "m-1", "m-400"),
+        2: BatchEntry(2, "sent", 10, 9_000, 2, "m-401", "m-410"),
+    }
+    assert store.ledger(RunKey("moesif_to_segment", "other")) == {}
+
+
+def test_run_record_is_upserted(audit_url):
+    store = AuditStore(audit_url)
+    window = datetime(2026, 11, 25, tzinfo=UTC), datetime(2026, 11, 25, 1, tzinfo=UTC)
+    base = dict(mode="scheduled", window_start=window[0], window_end=window[1],
+                window_source="data_interval", params={"dry_run": False}, dry_run=False,
+                counts={}, timings={"load": 1.5})
+    store.record_run(KEY, status="failed", considered=3, **base)
+    store.record_run(KEY, status="success", considered=5, sent=4, rejected=1, **base)
+
+    run = store.run(KEY)
+
+    assert (run["status"], run["considered"], run["sent"], run["rejected"]) == ("success", 5, 4, 1)
+    assert run["window_start"].replace(tzinfo=UTC) == window[0]
+    assert run["timings"] == {"load": 1.5}
+
+
+def test_rejects_are_replaced_not_appended_on_a_rerun(audit_url):
+    store = AuditStore(audit_url)
+    row = {"entity": "user", "entity_id": None, "kind": "no_user_id", "reason": "user_id is blank",
+           "raw_location": "file:///s/rejects.jsonl.gz#L1", "raw_record": '{"user_id":" "}'}
+    store.replace_rejects(KEY, [row, row])
+    written = store.replace_rejects(KEY, [row])
+
+    assert written == 1
+    assert [(r["seq"], r["reason"]) for r in store.rejects(KEY)] == [(0, "user_id is blank")]
+
+
+def test_schema_is_created_once_with_its_version(audit_url):
+    AuditStore(audit_url).close()
+    store = AuditStore(audit_url)
+    with store.engine.connect() as db:
+        assert db.execute(sa.select(schema_version.c.version)).scalars().all() == [SCHEMA_VERSION]
+
+
+def test_a_newer_schema_is_refused(tmp_path):
+    url = f"sqlite:///{tmp_path / 'audit.db'}"
+    store = AuditStore(url)
+    with store.engine.begin() as db:
+        db.execute(schema_version.insert().values(version=SCHEMA_VERSION + 1,
+                                                  applied_at=datetime.now(UTC)))
+    with pytest.raises(ConfigError, match="newer than this release"):
+        AuditStore(url)
+
+
+def test_an_unreachable_store_names_itself_without_the_password():
+    with pytest.raises(SyncError) as caught:
+        AuditStore("postgresql://sync:s3cret-pass@127.0.0.1:1/audit")
+    assert "unavailable" in str(caught.value)
+    assert "s3cret-pass" not in str(caught.value)
+
+
+def test_accounting_adds_up_on_a_mixed_run():
+    check_accounting(considered=10, sent=6, would_send=0, unchanged=3, rejected=1, dry_run=False)
+    check_accounting(considered=10, sent=0, would_send=9, unchanged=0, rejected=1, dry_run=True)
+
+
+def test_accounting_mismatch_fails_loudly():
+    with pytest.raises(AccountingError, match=r"considered 10 != sent 5 .*\(\+1 unaccounted\)"):
+        check_accounting(considered=10, sent=5, would_send=0, unchanged=3, rejected=1,
+                         dry_run=False)
+
+
+def test_a_dry_run_that_sent_anything_fails():
+    with pytest.raises(AccountingError, match="must not count sent"):
+        check_accounting(considered=2, sent=1, would_send=1, unchanged=0, rejected=0, dry_run=True)
