@@ -24,7 +24,7 @@ triggered; the audit records which window was chosen.
 ## Params
 | param | meaning |
 | --- | --- |
-| `start`, `end` | an explicit window (ISO date or datetime, UTC unless an offset is given); both or neither |
+| `start`, `end` | an explicit window: ISO date or datetime (UTC unless offset); both or neither |
 | `full_refresh` | ignore the window and identify every user |
 | `dry_run` | build, batch and audit, but send nothing (try this first) |
 | `force` | send even messages whose content Segment already has |
@@ -79,7 +79,8 @@ def moesif_to_segment():
     @task
     def extract_users():
         """Stage the window's users and the users of its changed companies."""
-        from moesif_segment_sync import airflow_bridge as bridge, sync
+        from moesif_segment_sync import airflow_bridge as bridge
+        from moesif_segment_sync import sync
 
         with bridge.failing_fast():
             return sync.extract_users(bridge.current_run(), bridge.moesif_endpoint())
@@ -87,7 +88,8 @@ def moesif_to_segment():
     @task
     def extract_companies():
         """Stage the companies changed or seen in the window."""
-        from moesif_segment_sync import airflow_bridge as bridge, sync
+        from moesif_segment_sync import airflow_bridge as bridge
+        from moesif_segment_sync import sync
 
         with bridge.failing_fast():
             return sync.extract_companies(bridge.current_run(), bridge.moesif_endpoint())
@@ -95,7 +97,8 @@ def moesif_to_segment():
     @task
     def transform(users, companies):
         """Join companies onto users and build the identify messages and rejects."""
-        from moesif_segment_sync import airflow_bridge as bridge, sync
+        from moesif_segment_sync import airflow_bridge as bridge
+        from moesif_segment_sync import sync
 
         with bridge.failing_fast():
             return sync.transform(bridge.current_run())
@@ -103,7 +106,8 @@ def moesif_to_segment():
     @task
     def load(built):
         """Send the messages to Segment in batches, writing the ledger as it goes."""
-        from moesif_segment_sync import airflow_bridge as bridge, sync
+        from moesif_segment_sync import airflow_bridge as bridge
+        from moesif_segment_sync import sync
 
         with bridge.failing_fast():
             run = bridge.current_run()
@@ -113,7 +117,8 @@ def moesif_to_segment():
     @task
     def audit(users, companies, built, loaded):
         """Write the run record and audit.json; fail when the accounting does not add up."""
-        from moesif_segment_sync import airflow_bridge as bridge, sync
+        from moesif_segment_sync import airflow_bridge as bridge
+        from moesif_segment_sync import sync
 
         with bridge.failing_fast():
             report = sync.audit(bridge.current_run(), {

@@ -1,10 +1,42 @@
-"""Fixtures shared by every test folder."""
+"""Fixtures shared by every test folder.
+
+Airflow reads its configuration when first imported, so a throwaway
+``AIRFLOW_HOME`` is set here, before any test module imports Airflow.
+"""
 
 from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
 
 import pytest
 
 from tests.postgres import postgres_server
+
+REPO = Path(__file__).resolve().parents[1]
+AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="mss-airflow-"))
+os.environ.update({
+    "AIRFLOW_HOME": str(AIRFLOW_HOME),
+    "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+    "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+    "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
+})
+
+
+def pytest_sessionfinish(session, exitstatus):
+    shutil.rmtree(AIRFLOW_HOME, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def airflow_db():
+    """A migrated Airflow metadata database (SQLite) in the throwaway AIRFLOW_HOME."""
+    subprocess.run([str(Path(sys.executable).with_name("airflow")), "db", "migrate"],
+                   check=True, capture_output=True)
+    return AIRFLOW_HOME
 
 
 @pytest.fixture(scope="session")

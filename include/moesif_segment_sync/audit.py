@@ -141,7 +141,8 @@ class AuditStore:
     def ledger(self, key: RunKey) -> dict[int, BatchEntry]:
         with self._reading() as db:
             rows = db.execute(sa.select(batches).where(key.where(batches))).mappings()
-            return {row["batch_no"]: BatchEntry(**{name: row[name] for name in BatchEntry.__dataclass_fields__})
+            fields = BatchEntry.__dataclass_fields__
+            return {row["batch_no"]: BatchEntry(**{name: row[name] for name in fields})
                     for row in rows}
 
     def record_batch(self, key: RunKey, entry: BatchEntry) -> None:
@@ -209,13 +210,15 @@ class _Guard:
             self._cm = self._open()
             return self._cm.__enter__()
         except SQLAlchemyError as exc:
-            raise SyncError(f"audit store {self._store.url} is unavailable: {_reason(exc)}") from None
+            raise SyncError(
+                f"audit store {self._store.url} is unavailable: {_reason(exc)}") from None
 
     def __exit__(self, *exc_info: Any) -> bool:
         try:
             return bool(self._cm.__exit__(*exc_info))
         except SQLAlchemyError as exc:
-            raise SyncError(f"audit store {self._store.url} failed to write: {_reason(exc)}") from None
+            raise SyncError(
+                f"audit store {self._store.url} failed to write: {_reason(exc)}") from None
 
 
 def _engine_options(url: str) -> dict:

@@ -91,17 +91,28 @@ def _json_type(value: object) -> str:
     return names.get(type(value), "number")
 
 
+def _held_path(record: dict, loc: tuple) -> tuple:
+    """The part of a validation error's location that names keys ``record`` really holds.
+
+    A union type reports one error per alternative, with the alternative's
+    name appended; only the keys matter.
+    """
+    held, value = [], record
+    for key in loc:
+        if not isinstance(value, dict) or key not in value:
+            break
+        held.append(key)
+        value = value[key]
+    return tuple(held)
+
+
 def _without(record: dict, path: tuple) -> dict:
-    """A copy of ``record`` without the deepest key of ``path`` that it holds."""
-    key = path[0]
-    if key not in record:
-        return record
+    """A copy of ``record`` without the key at ``path`` (copies only along the path)."""
     copy = dict(record)
-    inner = copy[key]
-    if len(path) > 1 and isinstance(inner, dict) and path[1] in inner:
-        copy[key] = _without(inner, path[1:])
+    if len(path) == 1:
+        del copy[path[0]]
     else:
-        del copy[key]
+        copy[path[0]] = _without(copy[path[0]], path[1:])
     return copy
 
 
@@ -111,9 +122,13 @@ def _lenient(model: type[M], record: dict, warnings: Counter) -> M:
         try:
             return model.model_validate(record)
         except ValidationError as exc:
-            for error in exc.errors():
-                record = _without(record, error["loc"])
-                warnings[Warn.WRONG_TYPE] += 1
+            paths = {_held_path(record, error["loc"]) for error in exc.errors()} - {()}
+            if not paths:  # nothing left to drop: a required field, checked before we get here
+                raise
+            for path in sorted(paths, key=len):
+                if not any(path[:n] in paths for n in range(1, len(path))):
+                    record = _without(record, path)
+                    warnings[Warn.WRONG_TYPE] += 1
 
 
 def _timestamp(value: object, warnings: Counter) -> str | None:
@@ -155,7 +170,7 @@ def company_traits(record: object, warnings: Counter) -> dict | Rejected:
 
 
 def _ttfhw_seconds(value: object, warnings: Counter) -> int | None:
-    if value is None:
+    if is_absent(value):
         return None
     if (isinstance(value, int | float) and not isinstance(value, bool)
             and math.isfinite(value) and value >= 0):

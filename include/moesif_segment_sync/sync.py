@@ -180,7 +180,7 @@ def audit(run: Run, summaries: dict[str, dict]) -> dict:
             "send_attempts": loaded["attempts"],
             "bytes": loaded["bytes"],
         },
-        "timings": {stage_name: summary.get("seconds") for stage_name, summary in summaries.items()},
+        "timings": {name: summary.get("seconds") for name, summary in summaries.items()},
         "staging": stage.url(""),
         **counts,
     }

@@ -63,7 +63,7 @@ def is_absent(value: object) -> bool:
 
 
 def first_present(*values: object) -> object | None:
-    """The first value that is not absent, for the fallbacks (``email``, else ``metadata.email``)."""
+    """The first value that is not absent: ``email``, else ``metadata.email``."""
     for value in values:
         if not is_absent(value):
             return value
