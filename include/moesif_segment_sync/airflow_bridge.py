@@ -105,7 +105,8 @@ def current_run() -> Run:
     window = resolve_window(params, interval_start=context.get("data_interval_start"),
                             interval_end=context.get("data_interval_end"),
                             run_after=dag_run.run_after, schedule=settings.schedule)
-    return Run(dag_id=dag_run.dag_id, run_id=dag_run.run_id, mode=str(dag_run.run_type),
+    run_type = getattr(dag_run.run_type, "value", dag_run.run_type)
+    return Run(dag_id=dag_run.dag_id, run_id=dag_run.run_id, mode=str(run_type),
                window=window, params=params, settings=settings,
                staging_root=staging_root(settings.staging_root), audit_url=audit_url(),
                started_at=dag_run.start_date)

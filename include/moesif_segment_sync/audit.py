@@ -185,6 +185,13 @@ class AuditStore:
             row = db.execute(sa.select(runs).where(key.where(runs))).mappings().first()
             return dict(row) if row else None
 
+    def latest_runs(self, dag_id: str, *, limit: int = 20) -> list[dict]:
+        """The newest runs first, by when they finished."""
+        with self._reading() as db:
+            query = (sa.select(runs).where(runs.c.dag_id == dag_id)
+                     .order_by(runs.c.finished_at.desc(), runs.c.run_id.desc()).limit(limit))
+            return [dict(row) for row in db.execute(query).mappings()]
+
     def rejects(self, key: RunKey) -> list[dict]:
         with self._reading() as db:
             query = sa.select(rejects).where(key.where(rejects)).order_by(rejects.c.seq)

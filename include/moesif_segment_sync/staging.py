@@ -62,6 +62,11 @@ class Staging:
         self.dir = f"{root.rstrip('/')}/{_safe(dag_id)}/{_safe(run_id)}"
         self.compress_level = compress_level
 
+    @property
+    def dir_url(self) -> str:
+        """The run's folder as a URL."""
+        return self.fs.unstrip_protocol(self.dir)
+
     def url(self, name: str) -> str:
         """A staged file's full URL, for logs and the audit record."""
         return self.fs.unstrip_protocol(self.path(name))

@@ -181,7 +181,7 @@ def audit(run: Run, summaries: dict[str, dict]) -> dict:
             "bytes": loaded["bytes"],
         },
         "timings": {name: summary.get("seconds") for name, summary in summaries.items()},
-        "staging": stage.url(""),
+        "staging": stage.dir_url,
         **counts,
     }
     error = None

@@ -1,0 +1,276 @@
+"""The whole DAG through Airflow (`dag.test()`), against the stand-ins over real HTTP."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import orjson
+import pytest
+from airflow.dag_processing.dagbag import DagBag
+
+from moesif_segment_sync import __version__
+from moesif_segment_sync.audit import AuditStore, RunKey
+from sandbox.datagen import Dataset, generate
+from sandbox.environment import DATA_SPAN, DEMO_WINDOW, connection_env, stand_ins
+from sandbox.moesif import MoesifStandIn, parse_timestamp_ms
+from sandbox.segment import SegmentStandIn
+from tests.conftest import REPO
+
+DAG_ID = "moesif_to_segment"
+START_MS, END_MS = (int(moment.timestamp() * 1000) for moment in DEMO_WINDOW)
+
+GOLDEN_COMPANY = {
+    "company_id": "cmp_golden", "company_domain": "golden.example.com",
+    "domain_name": "ignored.example.com", "ip_address": "203.0.113.9",
+    "metadata": {"name": " Golden Corp ", "plan": "enterprise", "seats": None},
+    "created": "2023-07-27T21:52:58.0990000Z", "modified_time": "2026-11-25T00:10:00.1239999Z",
+    "first_seen_time": 1700000000123, "last_seen_time": "2026-11-25T02:10:00.000+02:00",
+    "ttfhw": 12.9, "campaign": {"utm_source": "never-sent"}, "session_token": ["never-sent"],
+    "subscriptions": [{"id": "never-sent"}],
+}
+GOLDEN_USER = {
+    "user_id": "usr_golden", "identified_user_id": "usr_golden", "company_id": "cmp_golden",
+    "email": "  ", "name": None, "first_name": "Ada", "user_name": "ada_l",
+    "metadata": {"email": " Ada@Example.COM ", "last_name": "Lovelace", "nested": {"x": None}},
+    "campaign": {"utm_source": "google", "utm_medium": "cpc", "utm_campaign": "launch",
+                 "utm_term": "api", "utm_content": "", "referrer": "https://www.google.com/",
+                 "referring_domain": "www.google.com", "gclid": "abc123"},
+    "session_token": ["tok_never_sent"], "ip_address": "198.51.100.7",
+    "geo_ip": {"ip": "198.51.100.7", "city_name": "London", "region_name": "England",
+               "country_name": "United Kingdom", "country_code2": "GB", "latitude": 51.5072,
+               "longitude": -0.1276, "timezone": "Europe/London"},
+    "user_agent": {"name": "Chrome", "major": "119", "minor": "0", "os": "Mac OS X",
+                   "os_name": "Mac OS X", "os_major": "14", "os_minor": "1", "device": "Other"},
+    "user_agent_string": "Mozilla/5.0 (Macintosh) Chrome/119.0",
+    "created": "2023-07-27T21:55:19.464", "first_seen_time": 1795564800123,
+    "last_seen_time": "2026-11-25T00:30:00.000Z", "modified_time": "2026-11-25T00:44:03.4649999Z",
+    "clearbit": {"person": {"employment": {"title": "Engineer"}}},
+    "last_24h_agg_results": {"event_count": 42, "errors": 0},
+    "app_id": "app_never_sent", "org_id": "org_never_sent", "body": {"never": "sent"},
+}
+GOLDEN_MESSAGE = {
+    "type": "identify",
+    "userId": "usr_golden",
+    "timestamp": "2026-11-25T00:44:03.464Z",
+    "context": {
+        "ip": "198.51.100.7",
+        "location": {"city": "London", "country": "United Kingdom", "region": "England",
+                     "latitude": 51.5072, "longitude": -0.1276},
+        "timezone": "Europe/London",
+        "userAgent": "Mozilla/5.0 (Macintosh) Chrome/119.0",
+        "active": False,
+        "library": {"name": "moesif-segment-sync", "version": __version__},
+    },
+    "traits": {
+        "id": "usr_golden",
+        "createdAt": "2023-07-27T21:55:19.464Z",
+        "modifiedTime": "2026-11-25T00:44:03.464Z",
+        "firstSeenTime": "2026-11-25T00:00:00.123Z",
+        "lastSeenTime": "2026-11-25T00:30:00.000Z",
+        "name": "Ada Lovelace",
+        "email": "Ada@Example.COM",
+        "username": "ada_l",
+        "company": {
+            "id": "cmp_golden", "name": "Golden Corp", "created": "2023-07-27T21:52:58.099Z",
+            "modifiedTime": "2026-11-25T00:10:00.123Z", "firstSeenTime": "2023-11-14T22:13:20.123Z",
+            "lastSeenTime": "2026-11-25T00:10:00.000Z", "ipAddress": "203.0.113.9",
+            "companyDomain": "golden.example.com", "ttfhw_s": 12,
+            "metadata": {"name": " Golden Corp ", "plan": "enterprise", "seats": None},
+        },
+        "campaign": {"source": "google", "medium": "cpc", "name": "launch", "term": "api",
+                     "referrer": "https://www.google.com/", "referringDomain": "www.google.com",
+                     "gclid": "abc123"},
+        "clearbit": {"person": {"employment": {"title": "Engineer"}}},
+        "last24HourAggResults": {"event_count": 42, "errors": 0},
+        "metadata": {"email": " Ada@Example.COM ", "last_name": "Lovelace", "nested": {"x": None}},
+        "userAgent": {"name": "Chrome", "major": "119", "minor": "0", "os": "Mac OS X",
+                      "osName": "Mac OS X", "osMajor": "14", "osMinor": "1", "device": "Other"},
+    },
+}
+
+
+@dataclass
+class World:
+    dataset: Dataset
+    moesif: MoesifStandIn
+    segment: SegmentStandIn
+    audit_url: str
+
+    def store(self) -> AuditStore:
+        return AuditStore(self.audit_url)
+
+    def last_run(self) -> dict:
+        store = self.store()
+        try:
+            return store.latest_runs(DAG_ID, limit=1)[0]
+        finally:
+            store.close()
+
+
+@pytest.fixture
+def dag():
+    """A freshly parsed DAG per test: `dag.test(run_conf=...)` leaves its params resolved."""
+    return DagBag(dag_folder=str(REPO / "dags")).dags[DAG_ID]
+
+
+@pytest.fixture
+def world(airflow_db, tmp_path, monkeypatch):
+    dataset = generate(400, seed=11, start=DATA_SPAN[0], end=DATA_SPAN[1])
+    dataset.users.append(GOLDEN_USER)
+    dataset.companies.append(GOLDEN_COMPANY)
+    audit_url = f"sqlite:///{tmp_path / 'audit.db'}"
+    with stand_ins(dataset) as (moesif, segment):
+        for name, value in connection_env(moesif.url, segment.url).items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.setenv("AIRFLOW_CONN_MOESIF_SEGMENT_AUDIT", orjson.dumps(
+            {"conn_type": "generic", "extra": {"sqlalchemy_url": audit_url}}).decode())
+        monkeypatch.setenv("MOESIF_SEGMENT_STAGING_ROOT", (tmp_path / "staging").as_uri())
+        yield World(dataset, moesif, segment, audit_url)
+
+
+def run(dag, **conf):  # noqa: ANN001, ANN201 - a DagRun
+    return dag.test(logical_date=DEMO_WINDOW[1], run_conf=conf or None)
+
+
+def states(dag_run) -> dict[str, str]:  # noqa: ANN001
+    return {ti.task_id: str(ti.state) for ti in dag_run.get_task_instances()}
+
+
+def in_window(record: dict) -> bool:
+    return any(START_MS <= (parse_timestamp_ms(record.get(name)) or -1) < END_MS
+               for name in ("modified_time", "last_seen_time"))
+
+
+def expected_user_ids(dataset: Dataset) -> set[str]:
+    """Users changed or seen in the window, or members of a company that was; minus rejects."""
+    changed = {c["company_id"] for c in dataset.companies if in_window(c)}
+    return {user["user_id"] for index, user in enumerate(dataset.users)
+            if index not in dataset.expected_rejects
+            and (in_window(user) or user.get("company_id") in changed)}
+
+
+def test_the_run_delivers_exactly_the_window_users(dag, world):
+    dag_run = run(dag)
+
+    assert str(dag_run.state) == "success", states(dag_run)
+    delivered = world.segment.delivered.values()
+    expected = expected_user_ids(world.dataset)
+    assert sorted(m["userId"] for m in delivered) == sorted(expected)
+    assert world.segment.dropped == 0 and world.segment.duplicates == 0
+    assert all(request["sent_at"] for request in world.segment.requests)
+
+
+def test_a_user_with_every_trait_kind_arrives_field_by_field(dag, world):
+    run(dag)
+
+    [message] = [m for m in world.segment.delivered.values() if m["userId"] == "usr_golden"]
+    message_id = message.pop("messageId")
+    assert message == GOLDEN_MESSAGE
+    assert message_id.startswith("moesif-segment-sync-") and len(message_id) <= 100
+
+
+def test_rejects_are_in_the_audit_store_with_reasons(dag, world):
+    run(dag)
+
+    last = world.last_run()
+    store = world.store()
+    rejects = store.rejects(RunKey(DAG_ID, last["run_id"]))
+    store.close()
+    changed = {c["company_id"] for c in world.dataset.companies if in_window(c)}
+    bad = [world.dataset.users[i] for i in world.dataset.expected_rejects
+           if in_window(world.dataset.users[i])
+           or world.dataset.users[i].get("company_id") in changed]
+    assert len(rejects) == len(bad) == last["rejected"] > 0
+    reasons = {reject["kind"]: reject["reason"] for reject in rejects}
+    assert reasons["no_user_id"] in {"user_id is blank", "user_id is missing"} or \
+        reasons["no_user_id"].startswith("user_id must be a string")
+    assert reasons["oversize"].startswith("message is ") and "32 KB" in reasons["oversize"]
+    assert all(orjson.loads(reject["raw_record"]) in bad for reject in rejects)
+
+
+def test_the_run_record_adds_up(dag, world):
+    run(dag)
+
+    last = world.last_run()
+    assert last["status"] == "success"
+    assert last["considered"] == last["sent"] + last["unchanged"] + last["rejected"]
+    assert last["sent"] == len(expected_user_ids(world.dataset))
+    assert (last["window_start"].replace(tzinfo=UTC), last["window_end"].replace(tzinfo=UTC)) == \
+        DEMO_WINDOW
+    assert last["window_source"] == "data_interval"
+    assert last["counts"]["routes"]["window"] + last["counts"]["routes"]["company"] == \
+        last["considered"]
+
+
+def test_a_dry_run_sends_nothing_and_still_audits(dag, world):
+    dag_run = run(dag, dry_run=True)
+
+    assert str(dag_run.state) == "success", states(dag_run)
+    assert world.segment.accepted == [] and world.segment.requests == []
+    last = world.last_run()
+    assert (last["dry_run"], last["sent"], last["status"]) == (True, 0, "success")
+    assert last["would_send"] == len(expected_user_ids(world.dataset))
+    store = world.store()
+    ledger = store.ledger(RunKey(DAG_ID, last["run_id"]))
+    store.close()
+    assert {entry.status for entry in ledger.values()} == {"dry_run"}
+    assert sum(entry.messages for entry in ledger.values()) == last["would_send"]
+
+
+def test_running_the_same_window_twice_never_sends_a_different_message(dag, world):
+    run(dag)
+    run(dag)
+
+    ids_per_user = defaultdict(set)
+    for message in world.segment.accepted:
+        ids_per_user[message["userId"]].add(message["messageId"])
+    assert ids_per_user and all(len(ids) == 1 for ids in ids_per_user.values())
+
+
+def test_an_explicit_window_syncs_just_that_window(dag, world):
+    dag_run = run(dag, start="2026-11-25T00:00:00Z", end="2026-11-25T00:30:00Z")
+
+    assert str(dag_run.state) == "success", states(dag_run)
+    last = world.last_run()
+    assert last["window_source"] == "params"
+    assert last["window_end"].replace(tzinfo=UTC) == datetime(2026, 11, 25, 0, 30, tzinfo=UTC)
+    assert 0 < last["sent"] < len(expected_user_ids(world.dataset))
+
+
+def test_a_missing_connection_fails_the_first_task_naming_it(dag, world, monkeypatch, capfd):
+    monkeypatch.delenv("AIRFLOW_CONN_MOESIF_DEFAULT")
+
+    dag_run = run(dag)
+
+    assert states(dag_run)["extract_users"] == "failed"
+    output = capfd.readouterr()
+    text = output.out + output.err
+    assert "Airflow connection 'moesif_default' is not set" in text
+    assert "AIRFLOW_CONN_MOESIF_DEFAULT=" in text
+    assert world.segment.requests == []
+
+
+def test_a_wrong_moesif_key_fails_with_the_scope_hint(dag, world, monkeypatch, capfd):
+    env = connection_env(world.moesif.url, world.segment.url, moesif_key="mk-wrong-0000")
+    monkeypatch.setenv("AIRFLOW_CONN_MOESIF_DEFAULT", env["AIRFLOW_CONN_MOESIF_DEFAULT"])
+
+    dag_run = run(dag)
+
+    assert states(dag_run)["extract_users"] == "failed"
+    output = capfd.readouterr()
+    text = output.out + output.err
+    assert "Moesif answered 401" in text
+    assert "check the key and its read:users / read:companies scopes" in text
+    assert "mk-wrong-0000" not in text
+
+
+def test_start_after_end_fails_with_the_message_a_person_needs(dag, world, capfd):
+    dag_run = run(dag, start="2026-11-25T02:00:00Z", end="2026-11-25T01:00:00Z")
+
+    assert states(dag_run)["extract_users"] == "failed"
+    output = capfd.readouterr()
+    assert "param 'start' (2026-11-25T02:00:00+00:00) must be before 'end' " \
+           "(2026-11-25T01:00:00+00:00)" in output.out + output.err
+    assert world.moesif.requests == []
