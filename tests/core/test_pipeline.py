@@ -1,0 +1,141 @@
+"""The stages end to end without Airflow: extract, transform, load and audit on real HTTP."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import orjson
+import pytest
+
+from moesif_segment_sync import staging, sync
+from moesif_segment_sync.audit import AuditStore
+from moesif_segment_sync.errors import AccountingError, SegmentError, SyncError
+from moesif_segment_sync.settings import load_settings
+from moesif_segment_sync.sync import Endpoint, Run
+from moesif_segment_sync.window import RunParams, Window
+from sandbox.datagen import generate
+from sandbox.moesif import MoesifStandIn
+from sandbox.segment import SegmentStandIn
+
+WINDOW = Window(datetime(2026, 11, 25, 0, tzinfo=UTC), datetime(2026, 11, 25, 1, tzinfo=UTC),
+                "data_interval")
+MOESIF_KEY, WRITE_KEY = "mk-pipeline", "wk-pipeline"
+
+
+@pytest.fixture
+def servers():
+    dataset = generate(600, seed=3, start=WINDOW.start, end=WINDOW.end)
+    with MoesifStandIn(dataset.users, dataset.companies, api_key=MOESIF_KEY).start() as moesif, \
+            SegmentStandIn(WRITE_KEY).start() as segment:
+        yield dataset, moesif, segment
+
+
+def make_run(tmp_path, run_id: str = "scheduled__2026-11-25T01:00:00+00:00", *,
+             dry_run: bool = False, **settings: object) -> Run:
+    options = {"max_batch_bytes": 60_000, "backoff_initial": 0.0, "backoff_max": 0.0,
+               "max_attempts": 2, **settings}
+    return Run("moesif_to_segment", run_id, "scheduled", WINDOW, RunParams(dry_run=dry_run),
+               load_settings(**options), tmp_path.as_uri() + "/staging",
+               f"sqlite:///{tmp_path / 'audit.db'}")
+
+
+def extract_and_transform(run: Run, moesif: MoesifStandIn) -> dict:
+    endpoint = Endpoint(moesif.url, MOESIF_KEY)
+    summaries = {"extract_users": sync.extract_users(run, endpoint),
+                 "extract_companies": sync.extract_companies(run, endpoint)}
+    summaries["transform"] = sync.transform(run)
+    return summaries
+
+
+def staged_messages(run: Run) -> list[bytes]:
+    return list(run.staging().lines(staging.MESSAGES))
+
+
+def test_the_transform_does_not_depend_on_the_chunk_size(tmp_path, servers):
+    dataset, moesif, _ = servers
+    big = make_run(tmp_path / "a", chunk_size=50_000)
+    small = make_run(tmp_path / "b", chunk_size=7)
+    extract_and_transform(big, moesif)
+    extract_and_transform(small, moesif)
+    assert staged_messages(big) == staged_messages(small)
+    assert len(staged_messages(big)) == len(dataset.users) - len(dataset.expected_rejects)
+
+
+def test_message_ids_are_stable_across_runs(tmp_path, servers):
+    _, moesif, _ = servers
+    first, second = make_run(tmp_path / "a"), make_run(tmp_path / "b", run_id="manual__x")
+    extract_and_transform(first, moesif)
+    extract_and_transform(second, moesif)
+    ids = [[orjson.loads(m)["messageId"] for m in staged_messages(run)] for run in (first, second)]
+    assert ids[0] == ids[1] and len(set(ids[0])) == len(ids[0])
+
+
+def test_a_user_twice_in_the_staged_users_is_sent_once(tmp_path, servers):
+    _, moesif, _ = servers
+    run = make_run(tmp_path)
+    extract_and_transform(run, moesif)
+    stage = run.staging()
+    users = list(stage.lines(staging.USERS))
+    with stage.writer(staging.USERS_VIA_COMPANY) as out:
+        out.write_line(users[0])
+
+    summary = sync.transform(run)
+
+    assert summary["rejected_by_kind"]["duplicate"] == 1
+    rejects = [orjson.loads(line) for line in stage.lines(staging.REJECTS)]
+    [duplicate] = [r for r in rejects if r["kind"] == "duplicate"]
+    assert duplicate["reason"] == "an earlier record of this run has the same user_id"
+    assert duplicate["record"] == orjson.loads(users[0])["_source"]
+
+
+def test_a_refused_batch_stops_the_load_and_a_retry_resumes_after_the_last_sent(tmp_path,
+                                                                                servers):
+    _, moesif, segment = servers
+    run = make_run(tmp_path)
+    built = extract_and_transform(run, moesif)["transform"]
+    segment.inject(400, after=2, body={"code": "invalid_request", "message": "simulated"})
+
+    with pytest.raises(SegmentError, match="batch 3: simulated"):
+        sync.load(run, Endpoint(segment.url, WRITE_KEY))
+
+    store = AuditStore(run.audit_url)
+    ledger = store.ledger(run.key)
+    assert [(n, e.status) for n, e in sorted(ledger.items())] == [
+        (1, "sent"), (2, "sent"), (3, "failed")]
+    assert "simulated" in ledger[3].error
+    delivered_before = len(segment.delivered)
+
+    loaded = sync.load(run, Endpoint(segment.url, WRITE_KEY))
+
+    assert loaded["resumed_batches"] == 2
+    assert loaded["sent"] == built["messages"] == len(segment.delivered)
+    assert segment.duplicates == 0 and delivered_before < len(segment.delivered)
+    assert {e.status for e in store.ledger(run.key).values()} == {"sent"}
+    store.close()
+
+
+def test_a_forced_mismatch_fails_the_audit_and_says_so(tmp_path, servers):
+    _, moesif, segment = servers
+    run = make_run(tmp_path)
+    summaries = extract_and_transform(run, moesif)
+    summaries["load"] = sync.load(run, Endpoint(segment.url, WRITE_KEY))
+    summaries["load"]["sent"] -= 1
+
+    with pytest.raises(AccountingError, match=r"\(\+1 unaccounted\)"):
+        sync.audit(run, summaries)
+
+    record = AuditStore(run.audit_url).run(run.key)
+    assert record["status"] == "failed" and "does not add up" in record["error"]
+    report = run.staging().read_json(staging.AUDIT)
+    assert report["status"] == "failed"
+
+
+def test_a_store_that_is_down_fails_the_load_before_sending(tmp_path, servers):
+    _, moesif, segment = servers
+    run = make_run(tmp_path)
+    extract_and_transform(run, moesif)
+    broken = Run(**{**run.__dict__, "audit_url": "postgresql://u:p@127.0.0.1:1/none"})
+
+    with pytest.raises(SyncError, match="audit store .* is unavailable"):
+        sync.load(broken, Endpoint(segment.url, WRITE_KEY))
+    assert segment.requests == []
