@@ -17,6 +17,7 @@ from .moesif import MoesifStandIn
 from .segment import SegmentStandIn
 
 REPO = Path(__file__).resolve().parents[1]
+AIRFLOW = str(Path(sys.executable).with_name("airflow"))  # this virtualenv's
 MOESIF_KEY = "demo-moesif-management-key"
 WRITE_KEY = "demo-segment-write-key"
 # The demo's window, and a wider span the data is spread over so that some
@@ -52,6 +53,8 @@ def airflow_env(home: Path, **extra: str) -> dict[str, str]:
     """The process environment for Airflow commands on the embedded default."""
     return {
         **os.environ,
+        # `airflow standalone` starts its components as `airflow ...` from PATH.
+        "PATH": f"{Path(AIRFLOW).parent}{os.pathsep}{os.environ.get('PATH', '')}",
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
@@ -64,7 +67,7 @@ def airflow_env(home: Path, **extra: str) -> dict[str, str]:
 def airflow(*args: str, env: dict[str, str], log: Path | None = None,
             check: bool = True) -> subprocess.CompletedProcess:
     """Run the ``airflow`` command of this virtualenv, its output to ``log`` when given."""
-    command = [str(Path(sys.executable).with_name("airflow")), *args]
+    command = [AIRFLOW, *args]
     if log is None:
         return subprocess.run(command, env=env, check=check, capture_output=True, text=True)
     with log.open("w") as out:
