@@ -103,16 +103,18 @@ def moesif_to_segment():
         with bridge.failing_fast():
             return sync.transform(bridge.current_run())
 
-    @task
+    # One pool slot for every run's load: runs of a backfill never send at once,
+    # so the send rate (MOESIF_SEGMENT_SEND_RATE) holds for the whole destination.
+    @task(pool="segment_api")
     def load(built):
-        """Send the messages to Segment in batches, writing the ledger as it goes."""
+        """Send the messages Segment lacks in batches, writing the ledger as it goes."""
         from moesif_segment_sync import airflow_bridge as bridge
         from moesif_segment_sync import sync
 
         with bridge.failing_fast():
             run = bridge.current_run()
             segment = None if run.params.dry_run else bridge.segment_endpoint()
-            return sync.load(run, segment)
+            return sync.load(run, segment, built)
 
     @task
     def audit(users, companies, built, loaded):

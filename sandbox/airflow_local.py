@@ -18,10 +18,10 @@ import sys
 from .environment import (
     AIRFLOW,
     REPO,
-    airflow,
     airflow_env,
     connection_env,
     demo_dataset,
+    prepare_airflow,
     stand_ins,
 )
 
@@ -38,7 +38,7 @@ def main() -> int:
         env = airflow_env(HOME, AIRFLOW__CORE__PARALLELISM="4",
                           AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS=f"{USER}:admin",
                           **connection_env(moesif.url, segment.url))
-        airflow("db", "migrate", env=env)
+        prepare_airflow(env)
         print(f"Moesif stand-in {moesif.url}, Segment stand-in {segment.url}")
         print(f"Airflow UI: http://localhost:8080  (user {USER!r}, password {PASSWORD!r}); "
               "Ctrl-C stops everything.", flush=True)

@@ -24,6 +24,7 @@ from .environment import (
     airflow_env,
     connection_env,
     demo_dataset,
+    prepare_airflow,
     stand_ins,
 )
 
@@ -39,7 +40,7 @@ def main() -> int:
     print(f"Generated {len(dataset.users):,} users and {len(dataset.companies):,} companies "
           f"({len(dataset.expected_rejects)} deliberately bad).")
     env = airflow_env(HOME)
-    airflow("db", "migrate", env=env)
+    prepare_airflow(env)
     with stand_ins(dataset) as (moesif, segment):
         print(f"Moesif stand-in at {moesif.url}, Segment stand-in at {segment.url}.")
         env.update(connection_env(moesif.url, segment.url))

@@ -64,6 +64,15 @@ def airflow_env(home: Path, **extra: str) -> dict[str, str]:
     }
 
 
+SEGMENT_POOL = ("segment_api", "1", "Sends to Segment: one load at a time across runs")
+
+
+def prepare_airflow(env: dict[str, str]) -> None:
+    """A migrated metadata database with the pool the DAG's load task runs in."""
+    airflow("db", "migrate", env=env)
+    airflow("pools", "set", *SEGMENT_POOL, env=env)
+
+
 def airflow(*args: str, env: dict[str, str], log: Path | None = None,
             check: bool = True) -> subprocess.CompletedProcess:
     """Run the ``airflow`` command of this virtualenv, its output to ``log`` when given."""

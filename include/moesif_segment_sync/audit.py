@@ -82,6 +82,18 @@ rejects = sa.Table(
     sa.Column("raw_record", sa.Text, nullable=False),
 )
 
+# Change detection: per user, the last identify Segment accepted from this DAG.
+user_state = sa.Table(
+    "sync_user_state", metadata,
+    sa.Column("dag_id", sa.String(250), primary_key=True),
+    sa.Column("user_id", sa.String(1000), primary_key=True),
+    sa.Column("message_id", sa.String(100), nullable=False),
+    sa.Column("content_hash", sa.String(64), nullable=False),
+    sa.Column("accepted_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("run_id", sa.String(250), nullable=False),
+    sa.Column("batch_no", sa.Integer, nullable=False),
+)
+
 
 @dataclass(frozen=True)
 class RunKey:
@@ -145,17 +157,39 @@ class AuditStore:
             return {row["batch_no"]: BatchEntry(**{name: row[name] for name in fields})
                     for row in rows}
 
-    def record_batch(self, key: RunKey, entry: BatchEntry) -> None:
-        values = {**entry.__dict__, "finished_at": now()}
+    def record_batch(self, key: RunKey, entry: BatchEntry,
+                     accepted: Iterable[tuple[str, str]] = ()) -> None:
+        """The batch's ledger entry and, in the same transaction, the state of the users
+        whose messages Segment ``accepted`` (``(user_id, message_id)`` pairs)."""
+        at = now()
+        values = {**entry.__dict__, "finished_at": at}
         match = sa.and_(key.where(batches), batches.c.batch_no == entry.batch_no)
+        rows = [{"dag_id": key.dag_id, "user_id": user_id, "message_id": message_id,
+                 "content_hash": message_id.rsplit("-", 1)[-1], "accepted_at": at,
+                 "run_id": key.run_id, "batch_no": entry.batch_no}
+                for user_id, message_id in accepted]
         with self._writing() as db:
             if db.execute(batches.update().where(match).values(**values)).rowcount == 0:
                 db.execute(batches.insert().values(dag_id=key.dag_id, run_id=key.run_id, **values))
+            for chunk in _chunks(rows, 500):
+                db.execute(user_state.delete().where(
+                    user_state.c.dag_id == key.dag_id,
+                    user_state.c.user_id.in_([row["user_id"] for row in chunk])))
+                db.execute(user_state.insert(), chunk)
 
-    def clear_ledger(self, key: RunKey, *, statuses: Iterable[str]) -> None:
+    def clear_ledger(self, key: RunKey) -> None:
         with self._writing() as db:
-            db.execute(batches.delete().where(key.where(batches),
-                                              batches.c.status.in_(list(statuses))))
+            db.execute(batches.delete().where(key.where(batches)))
+
+    def accepted_message_ids(self, dag_id: str, user_ids: list[str]) -> dict[str, str]:
+        """userId -> messageId of the last identify Segment accepted, for those it has."""
+        found: dict[str, str] = {}
+        with self._reading() as db:
+            for chunk in _chunks(user_ids, 500):
+                query = sa.select(user_state.c.user_id, user_state.c.message_id).where(
+                    user_state.c.dag_id == dag_id, user_state.c.user_id.in_(chunk))
+                found.update((user_id, message_id) for user_id, message_id in db.execute(query))
+        return found
 
     # ---------------------------------------------------------------- runs and rejects
 
@@ -226,6 +260,11 @@ class _Guard:
         except SQLAlchemyError as exc:
             raise SyncError(
                 f"audit store {self._store.url} failed to write: {_reason(exc)}") from None
+
+
+def _chunks(items: list, size: int) -> Iterable[list]:
+    for at in range(0, len(items), size):
+        yield items[at:at + size]
 
 
 def _engine_options(url: str) -> dict:

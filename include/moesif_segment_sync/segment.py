@@ -48,8 +48,10 @@ class Batch:
     def body(self, sent_at: str) -> bytes:
         return _HEAD + b",".join(self.messages) + _SENT_AT + sent_at.encode() + _TAIL
 
-    def message_ids(self) -> list[str]:
-        return [orjson.loads(message)["messageId"] for message in self.messages]
+    def heads(self) -> list[tuple[str, str]]:
+        """(userId, messageId) of each message, in order."""
+        return [(head["userId"], head["messageId"])
+                for head in map(orjson.loads, self.messages)]
 
 
 def pack(messages: Iterable[bytes], *, max_bytes: int, max_messages: int) -> Iterator[Batch]:

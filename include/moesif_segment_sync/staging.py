@@ -26,7 +26,9 @@ USERS = "users.jsonl.gz"                      # users changed or seen in the win
 USERS_VIA_COMPANY = "users_via_company.jsonl.gz"  # users of companies changed in it
 COMPANIES = "companies.jsonl.gz"              # companies changed or seen in the window
 USER_COMPANIES = "user_companies.jsonl.gz"    # other companies the users belong to
-MESSAGES = "messages.jsonl.gz"                # identify messages, exactly as sent
+MESSAGES = "messages.jsonl.gz"                # identify messages, exactly as built
+TO_SEND = "to_send.jsonl.gz"                  # those whose content Segment does not have yet
+PLAN = "load_plan.json"                       # what the load decided to send, and why
 REJECTS = "rejects.jsonl.gz"                  # rejected records, whole, with reasons
 AUDIT = "audit.json"
 

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+
+import orjson
 
 from . import staging
 from .audit import AuditStore, BatchEntry, RunKey, check_accounting, now
@@ -83,63 +86,113 @@ def transform(run: Run) -> dict:
                       chunk_size=run.settings.chunk_size)
 
 
-def load(run: Run, segment: Endpoint | None) -> dict:
-    """Send the staged messages in batches, writing the ledger as it goes.
+def load(run: Run, segment: Endpoint | None, built: dict) -> dict:
+    """Send the messages Segment does not have yet, writing the ledger as it goes.
 
-    A batch the ledger already holds as sent is not sent again, so a retried
-    load resumes where the last attempt stopped. A dry run packs the same
-    batches and records them as ``dry_run`` without sending.
+    First a plan: each built message whose messageId is the last one Segment
+    accepted for that user is ``unchanged`` (unless ``force``); the rest are
+    staged to send. A retried load finds its plan (same transform) and skips
+    the batches the ledger holds as sent, so it resumes where it stopped and
+    ends with the same counts. A dry run plans and packs, records the batches
+    as ``dry_run`` and sends nothing.
     """
     started = time.monotonic()
     store = run.audit_store()  # opened first: a store that is down fails the task before sending
-    stage = run.staging()
-    settings = run.settings
-    ledger = store.ledger(run.key)
-    if run.params.dry_run:
-        sender = None
-    elif segment is None:
-        raise SyncError("load needs the Segment connection unless dry_run is set")
-    else:
-        sender = SegmentSender(segment.url, segment.secret, settings)
-    limiter = RateLimiter(settings.send_rate)
-    totals = {"batches": 0, "sent": 0, "would_send": 0, "resumed_batches": 0, "attempts": 0,
-              "bytes": 0}
+    sender = None
     try:
-        for batch in pack(stage.lines(staging.MESSAGES), max_bytes=settings.max_batch_bytes,
-                          max_messages=settings.max_batch_messages):
-            totals["batches"] += 1
-            totals["bytes"] += batch.body_bytes
-            previous = ledger.get(batch.no)
-            if previous is not None and previous.status == "sent" and not run.params.dry_run:
-                totals["resumed_batches"] += 1
-                totals["sent"] += batch.count
-                continue
-            if sender is None:
-                store.record_batch(run.key, _entry(batch, "dry_run", attempts=0))
-                totals["would_send"] += batch.count
-                continue
-            limiter.wait(batch.count)
-            try:
-                attempts = sender.send(batch)
-            except SyncError as exc:
-                store.record_batch(run.key, _entry(batch, "failed", sender.attempts, str(exc)))
-                raise
-            store.record_batch(run.key, _entry(batch, "sent", attempts))
-            totals["sent"] += batch.count
-            totals["attempts"] += attempts
-            log.info("batch %d: %d messages, %d bytes, sent in %d attempt(s)",
-                     batch.no, batch.count, batch.body_bytes, attempts)
+        plan = _plan(run, store, built["transform_id"])
+        ledger = store.ledger(run.key)
+        if not run.params.dry_run:
+            if segment is None:
+                raise SyncError("load needs the Segment connection unless dry_run is set")
+            sender = SegmentSender(segment.url, segment.secret, run.settings)
+        totals = _send(run, store, sender, ledger)
     finally:
         if sender is not None:
             sender.close()
         store.close()
-    return {**totals, "seconds": round(time.monotonic() - started, 3)}
+    return {**totals, "unchanged": plan["unchanged"], "planned": plan["to_send"],
+            "seconds": round(time.monotonic() - started, 3)}
+
+
+def _plan(run: Run, store: AuditStore, transform_id: str) -> dict:
+    stage = run.staging()
+    identity = {"transform_id": transform_id, "force": run.params.force,
+                "dry_run": run.params.dry_run}
+    if stage.exists(staging.PLAN):
+        previous = stage.read_json(staging.PLAN)
+        if {name: previous.get(name) for name in identity} == identity:
+            log.info("resuming the load plan of this transform: %d to send, %d unchanged",
+                     previous["to_send"], previous["unchanged"])
+            return previous
+    store.clear_ledger(run.key)  # batches of an older plan do not apply to this one
+    unchanged = to_send = 0
+    with stage.writer(staging.TO_SEND) as out:
+        for chunk in _chunks(stage.lines(staging.MESSAGES), 5000):
+            heads = [orjson.loads(line) for line in chunk]
+            accepted = {} if run.params.force else store.accepted_message_ids(
+                run.dag_id, [head["userId"] for head in heads])
+            for line, head in zip(chunk, heads, strict=True):
+                if accepted.get(head["userId"]) == head["messageId"]:
+                    unchanged += 1
+                else:
+                    out.write_line(line)
+                    to_send += 1
+    plan = {**identity, "to_send": to_send, "unchanged": unchanged}
+    stage.write_json(staging.PLAN, plan)
+    log.info("load plan: %d to send, %d unchanged since Segment accepted them%s", to_send,
+             unchanged, " (force: nothing skipped)" if run.params.force else "")
+    return plan
+
+
+def _send(run: Run, store: AuditStore, sender: SegmentSender | None,
+          ledger: dict[int, BatchEntry]) -> dict:
+    settings = run.settings
+    limiter = RateLimiter(settings.send_rate)
+    totals = {"batches": 0, "sent": 0, "would_send": 0, "resumed_batches": 0, "attempts": 0,
+              "bytes": 0}
+    for batch in pack(run.staging().lines(staging.TO_SEND), max_bytes=settings.max_batch_bytes,
+                      max_messages=settings.max_batch_messages):
+        totals["batches"] += 1
+        totals["bytes"] += batch.body_bytes
+        previous = ledger.get(batch.no)
+        if previous is not None and previous.status == "sent":
+            totals["resumed_batches"] += 1
+            totals["sent"] += batch.count
+            continue
+        if sender is None:
+            store.record_batch(run.key, _entry(batch, "dry_run", attempts=0))
+            totals["would_send"] += batch.count
+            continue
+        limiter.wait(batch.count)
+        try:
+            attempts = sender.send(batch)
+        except SyncError as exc:
+            store.record_batch(run.key, _entry(batch, "failed", sender.attempts, str(exc)))
+            raise
+        store.record_batch(run.key, _entry(batch, "sent", attempts), accepted=batch.heads())
+        totals["sent"] += batch.count
+        totals["attempts"] += attempts
+        log.info("batch %d: %d messages, %d bytes, sent in %d attempt(s)",
+                 batch.no, batch.count, batch.body_bytes, attempts)
+    return totals
+
+
+def _chunks(lines: Iterable[bytes], size: int) -> Iterator[list[bytes]]:
+    chunk: list[bytes] = []
+    for line in lines:
+        chunk.append(line)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 def _entry(batch: Batch, status: str, attempts: int, error: str | None = None) -> BatchEntry:
-    ids = batch.message_ids() if batch.count else []
+    heads = batch.heads()
     return BatchEntry(batch.no, status, batch.count, batch.body_bytes, attempts,
-                      ids[0] if ids else None, ids[-1] if ids else None, error)
+                      heads[0][1], heads[-1][1], error)
 
 
 def audit(run: Run, summaries: dict[str, dict]) -> dict:
@@ -151,7 +204,7 @@ def audit(run: Run, summaries: dict[str, dict]) -> dict:
         "considered": produced["considered"],
         "sent": loaded["sent"],
         "would_send": loaded["would_send"],
-        "unchanged": loaded.get("unchanged", 0),
+        "unchanged": loaded["unchanged"],
         "rejected": produced["rejected"],
     }
     record: dict[str, Any] = {

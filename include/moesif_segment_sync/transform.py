@@ -9,6 +9,7 @@ ends as a staged message or a staged reject with its reason.
 from __future__ import annotations
 
 import time
+import uuid
 from collections import Counter
 from collections.abc import Iterator
 
@@ -50,6 +51,9 @@ def transform(stage: Staging, *, default_timestamp: str, chunk_size: int) -> dic
                     messages.write_line(outcome.body)
                     built += 1
     return {
+        # Names this transform's output, so a retried load can tell its own plan from a
+        # plan made for an earlier transform of the same run.
+        "transform_id": uuid.uuid4().hex,
         "considered": considered,
         "messages": built,
         "rejected": sum(rejected.values()),

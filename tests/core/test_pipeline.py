@@ -96,7 +96,7 @@ def test_a_refused_batch_stops_the_load_and_a_retry_resumes_after_the_last_sent(
     segment.inject(400, after=2, body={"code": "invalid_request", "message": "simulated"})
 
     with pytest.raises(SegmentError, match="batch 3: simulated"):
-        sync.load(run, Endpoint(segment.url, WRITE_KEY))
+        sync.load(run, Endpoint(segment.url, WRITE_KEY), built)
 
     store = AuditStore(run.audit_url)
     ledger = store.ledger(run.key)
@@ -105,7 +105,7 @@ def test_a_refused_batch_stops_the_load_and_a_retry_resumes_after_the_last_sent(
     assert "simulated" in ledger[3].error
     delivered_before = len(segment.delivered)
 
-    loaded = sync.load(run, Endpoint(segment.url, WRITE_KEY))
+    loaded = sync.load(run, Endpoint(segment.url, WRITE_KEY), built)
 
     assert loaded["resumed_batches"] == 2
     assert loaded["sent"] == built["messages"] == len(segment.delivered)
@@ -118,7 +118,8 @@ def test_a_forced_mismatch_fails_the_audit_and_says_so(tmp_path, servers):
     _, moesif, segment = servers
     run = make_run(tmp_path)
     summaries = extract_and_transform(run, moesif)
-    summaries["load"] = sync.load(run, Endpoint(segment.url, WRITE_KEY))
+    summaries["load"] = sync.load(run, Endpoint(segment.url, WRITE_KEY),
+                                  summaries["transform"])
     summaries["load"]["sent"] -= 1
 
     with pytest.raises(AccountingError, match=r"\(\+1 unaccounted\)"):
@@ -137,5 +138,5 @@ def test_a_store_that_is_down_fails_the_load_before_sending(tmp_path, servers):
     broken = Run(**{**run.__dict__, "audit_url": "postgresql://u:p@127.0.0.1:1/none"})
 
     with pytest.raises(SyncError, match="audit store .* is unavailable"):
-        sync.load(broken, Endpoint(segment.url, WRITE_KEY))
+        sync.load(broken, Endpoint(segment.url, WRITE_KEY), {"transform_id": "t"})
     assert segment.requests == []

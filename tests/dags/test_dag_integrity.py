@@ -54,6 +54,10 @@ def test_the_graph_is_exactly_the_five_tasks(dag):
     }
 
 
+def test_loads_share_the_segment_pool(dag):
+    assert dag.get_task("load").pool == "segment_api"
+
+
 def test_every_param_has_a_default_and_the_doc_explains_them(dag):
     assert dict(dag.params) == {"start": None, "end": None, "full_refresh": False,
                                 "dry_run": False, "force": False}
