@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint airflow lock clean
+.PHONY: demo test e2e lint airflow lock clean
 
 $(STAMP): requirements.txt requirements-dev.txt requirements-lock.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,6 +18,9 @@ demo: $(STAMP)  ## run the DAG once against the local stand-ins
 
 test: $(STAMP)  ## the whole test suite
 	$(BIN)/python -m pytest
+
+e2e: $(STAMP)  ## a 3-day backfill through airflow standalone's real scheduler (also in `make test`)
+	$(BIN)/python -m pytest tests/e2e
 
 lint: $(STAMP)
 	$(BIN)/ruff check dags include plugins sandbox tests

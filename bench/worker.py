@@ -1,0 +1,105 @@
+"""``python -m bench.worker SPEC RESULT``: one measured stage in a process of its own.
+
+A fresh process per stage makes its peak RSS its own (the parent reads it
+with ``wait4``) and gives it a core of its own beside the stand-ins. The
+clock runs around the stage call only: interpreter start, imports and, for
+the peer, building its input are outside it.
+
+Stages: ``extract_users``, ``extract_companies``, ``transform`` and ``load``
+call the very functions of ``moesif_segment_sync.sync`` that the DAG's
+tasks call; ``peer`` sends the staged messages through
+segment-analytics-python instead (``bench.peer``).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from moesif_segment_sync import staging, sync
+from moesif_segment_sync.settings import load_settings
+from moesif_segment_sync.sync import Endpoint, Run
+from moesif_segment_sync.window import RunParams
+
+from .config import DAG_ID, MOESIF_KEY, WINDOW, WRITE_KEY
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """Everything a worker needs, written by the parent as JSON."""
+
+    stage: str
+    run_id: str
+    staging_root: str
+    audit_url: str
+    settings: dict[str, Any] = field(default_factory=dict)
+    moesif_url: str = ""
+    segment_url: str = ""
+    built: dict[str, Any] = field(default_factory=dict)  # the transform's summary, for load
+    peer_options: dict[str, Any] = field(default_factory=dict)  # segment Client kwargs
+    profile: str = ""  # when set, a pyinstrument text profile of the stage is written here
+
+    def write(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(asdict(self), indent=2))
+
+    @classmethod
+    def read(cls, path: Path) -> StageSpec:
+        return cls(**json.loads(path.read_text()))
+
+    def run(self) -> Run:
+        return Run(DAG_ID, self.run_id, "manual", WINDOW, RunParams(),
+                   load_settings(**self.settings), self.staging_root, self.audit_url)
+
+
+def prepare(spec: StageSpec) -> Callable[[], dict[str, Any]]:
+    """The stage as a call with no arguments; anything not to be timed happens here."""
+    run = spec.run()
+    moesif = Endpoint(spec.moesif_url, MOESIF_KEY)
+    segment = Endpoint(spec.segment_url, WRITE_KEY)
+    if spec.stage == "extract_users":
+        return lambda: sync.extract_users(run, moesif)
+    if spec.stage == "extract_companies":
+        return lambda: sync.extract_companies(run, moesif)
+    if spec.stage == "transform":
+        return lambda: sync.transform(run)
+    if spec.stage == "load":
+        return lambda: sync.load(run, segment, spec.built)
+    if spec.stage == "peer":
+        from .peer import PeerSend  # only this stage needs segment-analytics-python
+
+        return PeerSend(run.staging().lines(staging.MESSAGES), segment, spec.peer_options)
+    raise SystemExit(f"unknown stage {spec.stage!r}")
+
+
+def main(argv: list[str]) -> int:
+    spec_path, result_path = map(Path, argv)
+    spec = StageSpec.read(spec_path)
+    stage = prepare(spec)
+    rss_before_mb = psutil.Process().memory_info().rss / 2**20
+    profiler = None
+    if spec.profile:
+        from pyinstrument import Profiler
+
+        profiler = Profiler(interval=0.001)
+        profiler.start()
+    started = time.perf_counter()
+    summary = stage()
+    seconds = time.perf_counter() - started
+    if profiler is not None:
+        profiler.stop()
+        Path(spec.profile).write_text(profiler.output_text(unicode=False, color=False))
+    result_path.write_text(json.dumps({"seconds": seconds, "rss_before_mb": rss_before_mb,
+                                       "summary": summary}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
