@@ -108,8 +108,7 @@ def current_run() -> Run:
     run_type = getattr(dag_run.run_type, "value", dag_run.run_type)
     return Run(dag_id=dag_run.dag_id, run_id=dag_run.run_id, mode=str(run_type),
                window=window, params=params, settings=settings,
-               staging_root=staging_root(settings.staging_root), audit_url=audit_url(),
-               started_at=dag_run.start_date)
+               staging_root=staging_root(settings.staging_root), audit_url=audit_url())
 
 
 @contextmanager

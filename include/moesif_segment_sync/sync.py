@@ -7,9 +7,10 @@ summary: paths and counts, never data.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -50,7 +51,6 @@ class Run:
     settings: SyncSettings
     staging_root: str
     audit_url: str = field(repr=False)
-    started_at: datetime | None = None
 
     @property
     def key(self) -> RunKey:
@@ -64,10 +64,22 @@ class Run:
         return AuditStore(self.audit_url)
 
 
+def _stage(function: Callable[..., dict]) -> Callable[..., dict]:
+    """Adds when the stage started to its summary: the audit's run start is the earliest."""
+
+    @functools.wraps(function)
+    def timed(*args: Any, **kwargs: Any) -> dict:
+        started_at = format_utc(now())
+        return {**function(*args, **kwargs), "started_at": started_at}
+
+    return timed
+
+
 def _moesif(run: Run, moesif: Endpoint) -> MoesifClient:
     return MoesifClient(moesif.url, moesif.secret, run.settings)
 
 
+@_stage
 def extract_users(run: Run, moesif: Endpoint) -> dict:
     with _moesif(run, moesif) as client:
         return _extract_users(client, run.staging(), run.window,
@@ -75,17 +87,20 @@ def extract_users(run: Run, moesif: Endpoint) -> dict:
                               id_chunk_size=run.settings.id_chunk_size)
 
 
+@_stage
 def extract_companies(run: Run, moesif: Endpoint) -> dict:
     with _moesif(run, moesif) as client:
         return _extract_companies(client, run.staging(), run.window,
                                   full_refresh=run.params.full_refresh)
 
 
+@_stage
 def transform(run: Run) -> dict:
     return _transform(run.staging(), default_timestamp=format_utc(run.window.end),
                       chunk_size=run.settings.chunk_size)
 
 
+@_stage
 def load(run: Run, segment: Endpoint | None, built: dict) -> dict:
     """Send the messages Segment does not have yet, writing the ledger as it goes.
 
@@ -214,7 +229,8 @@ def audit(run: Run, summaries: dict[str, dict]) -> dict:
         "window_source": run.window.source,
         "params": _params(run.params),
         "dry_run": dry_run,
-        "started_at": run.started_at,
+        "started_at": min(datetime.fromisoformat(summary["started_at"])
+                          for summary in summaries.values()),
         "finished_at": now(),
         "batches": loaded["batches"],
         "counts": {

@@ -1,0 +1,145 @@
+"""``python -m moesif_segment_sync``: the run history on the command line.
+
+    python -m moesif_segment_sync audit runs [--since DATE] [--until DATE] [--status S]
+                                             [--mode M] [--limit N] [--format table|json|csv]
+    python -m moesif_segment_sync audit show RUN_ID [--format table|json]
+    python -m moesif_segment_sync audit rejects RUN_ID [--limit N] [--format table|json|csv]
+
+The store is ``--url``, else ``$MOESIF_SEGMENT_AUDIT_URL``, else the DAG's
+own (the Airflow connection ``moesif_segment_audit``, or SQLite under
+``AIRFLOW_HOME``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Iterable, Sequence
+from typing import TextIO
+
+from . import history
+from .audit import AuditStore, RunKey
+from .errors import ConfigError, SyncError
+from .window import parse_moment
+
+DAG_ID = "moesif_to_segment"
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        store = AuditStore(args.url or _default_url())
+        try:
+            args.command(args, store, out)
+        finally:
+            store.close()
+    except SyncError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _default_url() -> str:
+    if os.environ.get("MOESIF_SEGMENT_AUDIT_URL"):
+        return os.environ["MOESIF_SEGMENT_AUDIT_URL"]
+    from .airflow_bridge import audit_url  # the DAG's own store; imports Airflow
+
+    return audit_url()
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m moesif_segment_sync",
+                                     description="The Moesif to Segment sync's run history.")
+    parser.add_argument("--url", help="SQLAlchemy URL of the audit store")
+    parser.add_argument("--dag-id", default=DAG_ID)
+    commands = parser.add_subparsers(dest="area", required=True)
+    audit = commands.add_parser("audit", help="runs, one run, its rejects")
+    verbs = audit.add_subparsers(dest="verb", required=True)
+
+    runs = verbs.add_parser("runs", help="runs, newest window first")
+    runs.add_argument("--since", help="windows starting at or after this ISO date/datetime")
+    runs.add_argument("--until", help="windows starting before this ISO date/datetime")
+    runs.add_argument("--status", choices=history.STATUSES)
+    runs.add_argument("--mode", choices=history.MODES)
+    runs.add_argument("--limit", type=int, default=50)
+    runs.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    runs.set_defaults(command=_runs)
+
+    show = verbs.add_parser("show", help="one run: counts, timings, the batch ledger")
+    show.add_argument("run_id")
+    show.add_argument("--format", choices=("table", "json"), default="table")
+    show.set_defaults(command=_show)
+
+    rejects = verbs.add_parser("rejects", help="one run's rejects with reasons")
+    rejects.add_argument("run_id")
+    rejects.add_argument("--limit", type=int, default=1000)
+    rejects.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    rejects.set_defaults(command=_rejects)
+    return parser
+
+
+def _runs(args: argparse.Namespace, store: AuditStore, out: TextIO) -> None:
+    try:
+        since, until = parse_moment(args.since, "since"), parse_moment(args.until, "until")
+    except ConfigError as exc:
+        raise ConfigError(str(exc).replace("param", "option")) from None
+    page = history.list_runs(store, args.dag_id, since=since, until=until, status=args.status,
+                             mode=args.mode, limit=args.limit)
+    _emit(out, args.format, page.runs, history.RUN_COLUMNS, table_columns=[
+        "run_id", "mode", "status", "window_start", "considered", "sent", "unchanged",
+        "rejected", "batches", "duration_s"])
+
+
+def _show(args: argparse.Namespace, store: AuditStore, out: TextIO) -> None:
+    detail = history.run_detail(store, RunKey(args.dag_id, args.run_id))
+    if detail is None:
+        raise SyncError(f"no run {args.run_id!r} of {args.dag_id} in the audit store")
+    if args.format == "json":
+        out.write(detail.model_dump_json(indent=2) + "\n")
+        return
+    data = detail.model_dump(mode="json")
+    fields = ["run_id", "mode", "status", "window_start", "window_end", "window_source",
+              "dry_run", "considered", "sent", "would_send", "unchanged", "rejected", "batches",
+              "duration_s", "staging", "error"]
+    width = max(map(len, fields + ["params", "timings"]))
+    for name in fields:
+        out.write(f"{name:<{width}}  {_text(data[name])}\n")
+    out.write(f"{'params':<{width}}  {json.dumps(data['params'], sort_keys=True)}\n")
+    out.write(f"{'timings':<{width}}  {json.dumps(data['timings'], sort_keys=True)}\n")
+    for name in ("routes", "rejected_by_kind", "warnings"):
+        out.write(f"{name:<{width}}  {json.dumps(data['counts'].get(name, {}), sort_keys=True)}\n")
+    out.write("\nledger\n")
+    _table(out, [b.model_dump(mode="json") for b in detail.ledger],
+           ["batch_no", "status", "messages", "bytes", "attempts", "error"])
+
+
+def _rejects(args: argparse.Namespace, store: AuditStore, out: TextIO) -> None:
+    page = history.list_rejects(store, RunKey(args.dag_id, args.run_id), limit=args.limit)
+    _emit(out, args.format, page.rejects, history.REJECT_COLUMNS,
+          table_columns=["seq", "entity", "entity_id", "kind", "reason"])
+
+
+def _emit(out: TextIO, fmt: str, rows: list, columns: list[str], *,
+          table_columns: list[str]) -> None:
+    if fmt == "json":
+        out.write(json.dumps([row.model_dump(mode="json") for row in rows], indent=2,
+                             ensure_ascii=False) + "\n")
+    elif fmt == "csv":
+        out.writelines(history.to_csv(rows, columns))
+    else:
+        _table(out, [row.model_dump(mode="json") for row in rows], table_columns)
+
+
+def _table(out: TextIO, rows: Iterable[dict], columns: list[str]) -> None:
+    cells = [[_text(row.get(column)) for column in columns] for row in rows]
+    widths = [max([len(column)] + [len(row[i]) for row in cells])
+              for i, column in enumerate(columns)]
+    out.write("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip() + "\n")
+    for row in cells:
+        out.write("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() + "\n")
+
+
+def _text(value: object) -> str:
+    return "" if value is None else str(value)
