@@ -1,4 +1,4 @@
-"""What every part of the benchmark agrees on: the window, the keys, a clean environment."""
+"""What every part of the benchmark agrees on: the window, the keys, the environment."""
 
 from __future__ import annotations
 
@@ -19,13 +19,14 @@ PAGE_SIZE = 1000
 SETTINGS_PREFIX = "MOESIF_SEGMENT_"
 
 
-def clean_env(**extra: str) -> dict[str, str]:
-    """This process's environment without ``MOESIF_SEGMENT_*`` settings, plus ``extra``.
+def forget_settings_env() -> list[str]:
+    """Drop ``MOESIF_SEGMENT_*`` from this process's environment; return what was dropped.
 
-    A developer's shell may set a send rate or a page size; the benchmark
-    passes the settings it means explicitly, so figures stay comparable.
+    A developer's shell may set a send rate or a page size. Every stage of
+    the benchmark gets the settings it means explicitly (defaults otherwise),
+    and its children inherit this environment, so figures stay comparable.
     """
-    env = {name: value for name, value in os.environ.items()
-           if not name.startswith(SETTINGS_PREFIX)}
-    env.update(extra)
-    return env
+    dropped = sorted(name for name in os.environ if name.startswith(SETTINGS_PREFIX))
+    for name in dropped:
+        del os.environ[name]
+    return dropped

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -10,9 +9,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
 
+import psutil
 import requests
 
-from .config import REPO, clean_env
+from .config import REPO
 
 
 class BenchError(RuntimeError):
@@ -23,24 +23,56 @@ class BenchError(RuntimeError):
 class Measured:
     returncode: int
     seconds: float  # wall clock, process start to exit
-    peak_rss_mb: float  # the child's ru_maxrss
+    peak_rss_mb: float  # the largest VmHWM seen in the process or any descendant
 
 
-def run_measured(command: list[str], *, env: dict[str, str], log: Path) -> Measured:
-    """Run ``command`` to its end, its output to ``log``, and read its own peak RSS.
+def peak_rss_mb(pid: int | str = "self") -> float:
+    """The process's own high-water RSS (``VmHWM``), in MB.
 
-    ``os.wait4`` returns the rusage of exactly this child (and whatever it
-    waited for), so each stage's peak is its own and not the high-water mark
-    of an earlier stage, as ``RUSAGE_CHILDREN`` would give.
+    Not ``ru_maxrss``: Linux carries the parent's high-water mark into a
+    child across fork and exec, so after the benchmark's parent has held a
+    large delivery check, every child would report at least that much.
+    """
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def run_measured(command: list[str], *, log: Path, env: dict[str, str] | None = None,
+                 poll_s: float = 0.2) -> Measured:
+    """Run ``command`` to its end, its output to ``log``, sampling its peak RSS as it runs.
+
+    The peak is sampled from ``/proc`` every ``poll_s`` for the process and
+    its descendants (a task runner may fork), so growth in the last moments
+    before an exit can be missed; the stage workers also report their own.
     """
     log.parent.mkdir(parents=True, exist_ok=True)
+    peak = 0.0
     started = time.perf_counter()
     with log.open("wb") as out:
         process = subprocess.Popen(command, cwd=REPO, env=env, stdout=out,
                                    stderr=subprocess.STDOUT)
-        _, status, usage = os.wait4(process.pid, 0)
-    process.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
-    return Measured(process.returncode, time.perf_counter() - started, usage.ru_maxrss / 1024)
+        tree = psutil.Process(process.pid)
+        while process.poll() is None:
+            for member in [tree, *_descendants(tree)]:
+                try:
+                    peak = max(peak, peak_rss_mb(member.pid))
+                except (FileNotFoundError, ProcessLookupError):
+                    pass  # ended between the listing and the read
+            try:
+                process.wait(timeout=poll_s)
+            except subprocess.TimeoutExpired:
+                pass
+    return Measured(process.returncode, time.perf_counter() - started, peak)
+
+
+def _descendants(process: psutil.Process) -> list[psutil.Process]:
+    try:
+        return process.children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
 
 
 def log_tail(log: Path, lines: int = 30) -> str:
@@ -69,8 +101,8 @@ class StandIn:
         self.log.parent.mkdir(parents=True, exist_ok=True)
         started = time.perf_counter()
         with self.log.open("w") as errors:
-            self._process = subprocess.Popen(self.command, cwd=REPO, env=clean_env(),
-                                              stdout=subprocess.PIPE, stderr=errors, text=True)
+            self._process = subprocess.Popen(self.command, cwd=REPO, stdout=subprocess.PIPE,
+                                              stderr=errors, text=True)
         assert self._process.stdout is not None
         line = self._process.stdout.readline()  # blocks until READY or the process ends
         if not line.startswith("READY "):
@@ -79,6 +111,12 @@ class StandIn:
         self.url = line.split()[1]
         self.startup_s = time.perf_counter() - started
         return self
+
+    def cpu_seconds(self) -> float:
+        """CPU time the stand-in has used so far: over a stage's seconds, how busy it was."""
+        assert self._process is not None
+        times = psutil.Process(self._process.pid).cpu_times()
+        return times.user + times.system
 
     def __exit__(self, *exc: object) -> None:
         process, self._process = self._process, None

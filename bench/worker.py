@@ -1,7 +1,7 @@
 """``python -m bench.worker SPEC RESULT``: one measured stage in a process of its own.
 
-A fresh process per stage makes its peak RSS its own (the parent reads it
-with ``wait4``) and gives it a core of its own beside the stand-ins. The
+A fresh process per stage makes its peak RSS its own (``VmHWM``, read at
+the end) and gives it a core of its own beside the stand-ins. The
 clock runs around the stage call only: interpreter start, imports and, for
 the peer, building its input are outside it.
 
@@ -29,6 +29,7 @@ from moesif_segment_sync.sync import Endpoint, Run
 from moesif_segment_sync.window import RunParams
 
 from .config import DAG_ID, MOESIF_KEY, WINDOW, WRITE_KEY
+from .process import peak_rss_mb
 
 
 @dataclass(frozen=True)
@@ -97,7 +98,7 @@ def main(argv: list[str]) -> int:
         profiler.stop()
         Path(spec.profile).write_text(profiler.output_text(unicode=False, color=False))
     result_path.write_text(json.dumps({"seconds": seconds, "rss_before_mb": rss_before_mb,
-                                       "summary": summary}))
+                                       "peak_rss_mb": peak_rss_mb(), "summary": summary}))
     return 0
 
 

@@ -52,6 +52,13 @@ ISO_DATE_OR_DATETIME = (r"^\d{4}-\d{2}-\d{2}"
                         r"([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?$")
 
 
+def _on_failure(context):
+    """Alert hook: logs, then calls MOESIF_SEGMENT_ON_FAILURE_CALLBACK if set (see README)."""
+    from moesif_segment_sync import airflow_bridge
+
+    airflow_bridge.on_failure(context)
+
+
 def _moment_param(description: str) -> Param:
     return Param(None, type=["null", "string"], pattern=ISO_DATE_OR_DATETIME,
                  description=description)
@@ -64,7 +71,7 @@ def _moment_param(description: str) -> Param:
     catchup=False,
     max_active_runs=MAX_ACTIVE_RUNS,
     default_args={"retries": 2, "retry_delay": timedelta(minutes=1),
-                  "retry_exponential_backoff": True},
+                  "retry_exponential_backoff": True, "on_failure_callback": _on_failure},
     tags=["moesif", "segment", "sync"],
     doc_md=__doc__,
     params={

@@ -6,6 +6,8 @@ Everything else in the package is plain Python. Task bodies in the DAG call
 
 from __future__ import annotations
 
+import importlib
+import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,10 +17,18 @@ from airflow.sdk import BaseHook, get_current_context
 from airflow.sdk.exceptions import AirflowFailException, AirflowNotFoundException
 from airflow.sdk.log import mask_secret
 
-from .errors import AccountingError, ConfigError, MoesifError, SegmentError
+from .errors import (
+    AccountingError,
+    ConfigError,
+    MoesifError,
+    RejectThresholdError,
+    SegmentError,
+)
 from .settings import load_settings
 from .sync import Endpoint, Run
 from .window import RunParams, resolve_window
+
+log = logging.getLogger(__name__)
 
 MOESIF_CONN_ID = "moesif_default"
 SEGMENT_CONN_ID = "segment_default"
@@ -116,5 +126,26 @@ def failing_fast() -> Iterator[None]:
     """Errors that a retry cannot fix fail the task at once instead of using up its retries."""
     try:
         yield
-    except (ConfigError, AccountingError, MoesifError, SegmentError) as exc:
+    except (ConfigError, AccountingError, RejectThresholdError, MoesifError,
+            SegmentError) as exc:
         raise AirflowFailException(str(exc)) from exc
+
+
+def on_failure(context: dict) -> None:
+    """The DAG's ``on_failure_callback``: a one-line alert in the log, then the user's hook.
+
+    Set ``MOESIF_SEGMENT_ON_FAILURE_CALLBACK=package.module:function`` to route
+    failures to Slack, email or a pager; the function gets Airflow's context.
+    """
+    ti = context.get("task_instance")
+    log.error("moesif_to_segment failed: run %s, task %s: %s",
+              context["dag_run"].run_id, getattr(ti, "task_id", "?"), context.get("exception"))
+    target = load_settings().on_failure_callback
+    if target:
+        module_name, _, function_name = target.partition(":")
+        try:
+            callback = getattr(importlib.import_module(module_name), function_name)
+        except (ImportError, AttributeError, ValueError) as exc:
+            raise ConfigError(f"MOESIF_SEGMENT_ON_FAILURE_CALLBACK {target!r} cannot be "
+                              f"imported: {exc}") from None
+        callback(context)

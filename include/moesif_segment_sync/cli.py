@@ -103,12 +103,13 @@ def _show(args: argparse.Namespace, store: AuditStore, out: TextIO) -> None:
     fields = ["run_id", "mode", "status", "window_start", "window_end", "window_source",
               "dry_run", "considered", "sent", "would_send", "unchanged", "rejected", "batches",
               "duration_s", "staging", "error"]
-    width = max(map(len, fields + ["params", "timings"]))
+    counts = ["routes", "rejected_by_kind", "warnings"]
+    width = max(map(len, fields + counts))
     for name in fields:
         out.write(f"{name:<{width}}  {_text(data[name])}\n")
     out.write(f"{'params':<{width}}  {json.dumps(data['params'], sort_keys=True)}\n")
     out.write(f"{'timings':<{width}}  {json.dumps(data['timings'], sort_keys=True)}\n")
-    for name in ("routes", "rejected_by_kind", "warnings"):
+    for name in counts:
         out.write(f"{name:<{width}}  {json.dumps(data['counts'].get(name, {}), sort_keys=True)}\n")
     out.write("\nledger\n")
     _table(out, [b.model_dump(mode="json") for b in detail.ledger],

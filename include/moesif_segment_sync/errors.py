@@ -48,3 +48,7 @@ class StagingError(SyncError):
 
 class AccountingError(SyncError):
     """A run's counts do not add up: some record is unaccounted for."""
+
+
+class RejectThresholdError(SyncError):
+    """Too large a share of a run's users was rejected: the source data needs a look."""

@@ -50,6 +50,10 @@ class SyncSettings(BaseSettings):
     rate_limit_jitter: float = Field(
         5.0, ge=0, description="most seconds of jitter after a 429 without Retry-After")
     compress_level: int = Field(1, ge=0, le=9, description="gzip level of staged files")
+    max_rejected_share: float = Field(
+        0.05, ge=0, le=1, description="fail a run whose rejected users exceed this share")
+    on_failure_callback: str = Field(
+        "", description="'module:function' called with the Airflow context when a task fails")
 
     @model_validator(mode="after")
     def _backoff_is_ordered(self) -> SyncSettings:

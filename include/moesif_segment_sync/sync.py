@@ -19,7 +19,7 @@ import orjson
 
 from . import staging
 from .audit import AuditStore, BatchEntry, RunKey, check_accounting, now
-from .errors import AccountingError, SyncError
+from .errors import AccountingError, RejectThresholdError, SyncError
 from .extract import extract_companies as _extract_companies
 from .extract import extract_users as _extract_users
 from .moesif import MoesifClient
@@ -256,10 +256,12 @@ def audit(run: Run, summaries: dict[str, dict]) -> dict:
     error = None
     try:
         check_accounting(**counts, dry_run=dry_run)
-    except AccountingError as exc:
-        error = str(exc)
+        check_rejected_share(counts["rejected"], counts["considered"],
+                             run.settings.max_rejected_share)
+    except (AccountingError, RejectThresholdError) as exc:
+        error = exc
     record["status"] = "failed" if error else "success"
-    record["error"] = error
+    record["error"] = str(error) if error else None
     store = run.audit_store()
     try:
         stored_rejects = store.replace_rejects(run.key, _reject_rows(stage))
@@ -271,8 +273,17 @@ def audit(run: Run, summaries: dict[str, dict]) -> dict:
     stage.write_json(staging.AUDIT, report)
     log.info("run summary\n%s", summary_table(report))
     if error:
-        raise AccountingError(error)
+        raise error
     return report
+
+
+def check_rejected_share(rejected: int, considered: int, threshold: float) -> None:
+    """A run that rejects more than ``threshold`` of its users fails, so Airflow alerts."""
+    if considered and rejected / considered > threshold:
+        raise RejectThresholdError(
+            f"{rejected} of {considered} users rejected ({rejected / considered:.1%}), over the "
+            f"{threshold:.1%} threshold (MOESIF_SEGMENT_MAX_REJECTED_SHARE): see the run's "
+            "rejects for the reasons")
 
 
 def _params(params: RunParams) -> dict:

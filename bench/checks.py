@@ -1,0 +1,126 @@
+"""Correctness checks: the staged messages are the mapping's, and the stand-in got them all.
+
+``check_identity`` runs before any load is timed. Whoever makes the
+transform faster (another join, another parser, batched validation) must
+not change a byte of what is sent. It takes a sample of the generated
+users, straight from the files the Moesif stand-in serves, builds each one's
+message with ``mapping.identify`` called directly (the unoptimised path: one
+record, its company's ``company_traits``, no pandas, no staging), and
+compares it byte for byte with what the transform staged. Users the
+mapping rejects must not be staged at all.
+
+``check_delivery`` compares what the Segment stand-in delivered with the
+staged messages, message by message.
+"""
+
+from __future__ import annotations
+
+import gc
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from moesif_segment_sync import staging
+from moesif_segment_sync.mapping import Identify, Rejected, company_traits, identify
+from moesif_segment_sync.staging import Staging
+from moesif_segment_sync.values import format_utc
+
+from .config import WINDOW
+
+_SHOWN_MISMATCHES = 5
+
+
+def check_identity(users_file: Path, companies_file: Path, stage: Staging, *, n_users: int,
+                   sample: int) -> dict[str, Any]:
+    """Compare ``sample`` evenly spaced users of the ``n_users`` (all when there are fewer)."""
+    default_timestamp = format_utc(WINDOW.end)
+    companies = _companies(companies_file)
+    expected: dict[str, bytes] = {}
+    rejected: list[str] = []
+    sampled = 0
+    for record, lenient in _sample(users_file, step=max(1, n_users // max(sample, 1))):
+        sampled += 1
+        company_id = record.get("company_id") if isinstance(record, dict) else None
+        company = companies.get(company_id) if isinstance(company_id, str) else None
+        outcome = identify(record, company, default_timestamp=default_timestamp,
+                           warnings=Counter(), strict_json=lenient)
+        if isinstance(outcome, Identify):
+            expected[outcome.user_id] = outcome.body
+        elif outcome.entity_id is not None:
+            rejected.append(outcome.entity_id)
+
+    staged = _staged_by_user(stage, set(expected) | set(rejected))
+    mismatched = [user_id for user_id, body in expected.items() if staged.get(user_id) != body]
+    wrongly_sent = [user_id for user_id in rejected if user_id in staged]
+    return {
+        "sampled": sampled,
+        "identical": len(expected) - len(mismatched),
+        "rejected_as_expected": sampled - len(expected),
+        "mismatched": mismatched[:_SHOWN_MISMATCHES],
+        "n_mismatched": len(mismatched),
+        "rejected_but_staged": wrongly_sent[:_SHOWN_MISMATCHES],
+        "passed": not mismatched and not wrongly_sent and len(expected) > 0,
+    }
+
+
+def _companies(path: Path) -> dict[str, dict]:
+    """company_id -> traits.company, the first record of an id winning (as in the transform)."""
+    found: dict[str, dict] = {}
+    with path.open("rb") as lines:
+        for line in lines:
+            record, _ = staging.loads(line)
+            company_id = record.get("company_id") if isinstance(record, dict) else None
+            if not isinstance(company_id, str) or company_id in found:
+                continue
+            traits = company_traits(record, Counter())
+            if not isinstance(traits, Rejected):
+                found[company_id] = traits
+    return found
+
+
+def _sample(path: Path, step: int):  # noqa: ANN202 - a generator of (record, lenient)
+    with path.open("rb") as lines:
+        for number, line in enumerate(lines):
+            if number % step == 0:
+                yield staging.loads(line)
+
+
+def _staged_by_user(stage: Staging, user_ids: set[str]) -> dict[str, bytes]:
+    """The staged message of each of ``user_ids`` (parsing every line: no layout assumed)."""
+    found: dict[str, bytes] = {}
+    was_enabled = gc.isenabled()
+    gc.disable()  # a million short-lived dicts would otherwise trigger full collections
+    try:
+        for line in stage.lines(staging.MESSAGES):
+            user_id = orjson.loads(line).get("userId")
+            if user_id in user_ids:
+                found[user_id] = line
+    finally:
+        if was_enabled:
+            gc.enable()
+    return found
+
+
+def check_delivery(delivered_body: bytes, stage: Staging) -> dict[str, Any]:
+    """Every staged message delivered, equal to what was staged, and nothing else."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        delivered = {message["messageId"]: message for message in orjson.loads(delivered_body)}
+        checked = missing = different = 0
+        for line in stage.lines(staging.MESSAGES):
+            message = orjson.loads(line)
+            checked += 1
+            got = delivered.pop(message["messageId"], None)
+            if got is None:
+                missing += 1
+            elif got != message:
+                different += 1
+    finally:
+        if was_enabled:
+            gc.enable()
+    return {"checked": checked, "missing": missing, "different": different,
+            "unexpected": len(delivered),
+            "passed": checked > 0 and not (missing or different or delivered)}

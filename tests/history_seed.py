@@ -1,0 +1,71 @@
+"""A small, fixed audit store (three runs) for the history API, UI and CLI tests."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from moesif_segment_sync import staging
+from moesif_segment_sync.audit import AuditStore, BatchEntry, RunKey
+from moesif_segment_sync.staging import Staging
+
+DAG_ID = "moesif_to_segment"
+SCHEDULED = "scheduled__2026-11-25T01:00:00+00:00"
+BACKFILL = "backfill__2026-11-24T01:00:00+00:00"
+MANUAL = "manual__2026-11-25T03:10:00+00:00"
+SENT_MESSAGES = [
+    {"type": "identify", "userId": "u1", "messageId": "moesif-segment-sync-aaa",
+     "timestamp": "2026-11-25T00:10:00.000Z", "context": {"active": False},
+     "traits": {"id": "u1", "email": "u1@example.com"}},
+    {"type": "identify", "userId": "u2", "messageId": "moesif-segment-sync-bbb",
+     "timestamp": "2026-11-25T00:20:00.000Z", "context": {"active": False},
+     "traits": {"id": "u2"}},
+]
+
+
+def at(day: int, hour: int, minute: int = 0, second: float = 0) -> datetime:
+    whole = int(second)
+    return datetime(2026, 11, day, hour, minute, whole, int((second - whole) * 1e6), tzinfo=UTC)
+
+
+def _run(mode: str, status: str, window: tuple[datetime, datetime], started: datetime,
+         finished: datetime, **counts: object) -> dict:
+    values = {"considered": 0, "sent": 0, "would_send": 0, "unchanged": 0, "rejected": 0,
+              "batches": 0, "dry_run": False, "error": None, **counts}
+    return {"mode": mode, "status": status, "window_start": window[0], "window_end": window[1],
+            "window_source": "data_interval" if mode != "manual" else "params",
+            "params": {"start": None, "end": None, "full_refresh": False,
+                       "dry_run": values["dry_run"], "force": False},
+            "started_at": started, "finished_at": finished,
+            "counts": {"routes": {"window": values["considered"]},
+                       "rejected_by_kind": {"no_user_id": values["rejected"]}
+                       if values["rejected"] else {},
+                       "warnings": {"unknown_company": 1}},
+            "timings": {"extract_users": 1.25, "extract_companies": 0.5, "transform": 2.0,
+                        "load": 0.75},
+            "staging": f"file:///staging/{DAG_ID}/run", **values}
+
+
+def seed(url: str, staging_root: str | None = None) -> None:
+    store = AuditStore(url)
+    store.record_run(RunKey(DAG_ID, SCHEDULED), **_run(
+        "scheduled", "success", (at(25, 0), at(25, 1)), at(25, 1, 0, 5), at(25, 1, 0, 9.5),
+        considered=10, sent=7, unchanged=2, rejected=1, batches=1))
+    store.record_run(RunKey(DAG_ID, BACKFILL), **_run(
+        "backfill", "success", (at(24, 0), at(24, 1)), at(26, 7), at(26, 7, 0, 3),
+        considered=5, sent=5, batches=1))
+    store.record_run(RunKey(DAG_ID, MANUAL), **_run(
+        "manual", "failed", (at(25, 2), at(25, 3)), at(25, 3, 10), at(25, 3, 10, 2),
+        considered=4, would_send=3, rejected=1, batches=1, dry_run=True,
+        error="1 of 4 users rejected (25.0%), over the 5.0% threshold"))
+    store.record_batch(RunKey(DAG_ID, SCHEDULED), BatchEntry(
+        1, "sent", 7, 4000, 2, "moesif-segment-sync-aaa", "moesif-segment-sync-ggg"))
+    store.replace_rejects(RunKey(DAG_ID, SCHEDULED), [{
+        "entity": "user", "entity_id": None, "kind": "no_user_id", "reason": "user_id is blank",
+        "raw_location": "file:///staging/rejects.jsonl.gz#L1",
+        "raw_record": '{"user_id":"  ","email":"x@example.com"}'}])
+    store.close()
+    if staging_root:
+        stage = Staging(staging_root, DAG_ID, SCHEDULED)
+        with stage.writer(staging.TO_SEND) as out:
+            for message in SENT_MESSAGES:
+                out.write(message)

@@ -1,0 +1,168 @@
+"""The history plugin through Airflow's own api-server app: auth, exact JSON, filters, paging,
+downloads and the pages."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from urllib.parse import quote
+
+import orjson
+import pytest
+
+from tests.history_seed import BACKFILL, MANUAL, SCHEDULED, SENT_MESSAGES, seed
+
+ROUTES = ["/segment-sync/runs", f"/segment-sync/runs/{quote(SCHEDULED, safe='')}",
+          f"/segment-sync/runs/{quote(SCHEDULED, safe='')}/rejects",
+          f"/segment-sync/runs/{quote(SCHEDULED, safe='')}/export/rejects.csv",
+          "/segment-sync/ui/", f"/segment-sync/ui/runs/{quote(SCHEDULED, safe='')}"]
+
+
+@pytest.fixture(scope="module")
+def client(airflow_db, tmp_path_factory):
+    from airflow.api_fastapi.app import create_app
+    from fastapi.testclient import TestClient
+
+    root = tmp_path_factory.mktemp("history")
+    url = f"sqlite:///{root / 'audit.db'}"
+    seed(url, staging_root=(root / "staging").as_uri())
+    (airflow_db / "simple_auth_manager_passwords.json.generated").write_text(
+        json.dumps({"admin": "admin"}))
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS", "admin:admin")
+        env.setenv("AIRFLOW_CONN_MOESIF_SEGMENT_AUDIT", orjson.dumps(
+            {"conn_type": "generic", "extra": {"sqlalchemy_url": url}}).decode())
+        env.setenv("MOESIF_SEGMENT_STAGING_ROOT", (root / "staging").as_uri())
+        with TestClient(create_app()) as test_client:
+            yield test_client
+
+
+@pytest.fixture(scope="module")
+def auth(client):
+    token = client.post("/auth/token", json={"username": "admin", "password": "admin"})
+    assert token.status_code == 201
+    return {"Authorization": f"Bearer {token.json()['access_token']}"}
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_every_route_answers_401_without_a_token(client, route):
+    response = client.get(route)
+    assert response.status_code == 401
+    assert SCHEDULED not in response.text
+
+
+def test_a_forged_token_gets_no_data(client):
+    response = client.get("/segment-sync/runs", headers={"Authorization": "Bearer forged"})
+    assert response.status_code in (401, 403) and "runs" not in response.text
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_every_route_answers_200_with_a_token(client, auth, route):
+    assert client.get(route, headers=auth).status_code == 200
+
+
+def test_the_ui_session_cookie_is_enough(client, auth):
+    token = auth["Authorization"].removeprefix("Bearer ")
+    client.cookies.set("_token", token)
+    try:
+        assert client.get("/segment-sync/ui/").status_code == 200
+    finally:
+        client.cookies.clear()
+
+
+def test_runs_newest_window_first_with_exact_fields(client, auth):
+    page = client.get("/segment-sync/runs", headers=auth).json()
+    assert (page["total"], page["limit"], page["offset"]) == (3, 50, 0)
+    assert [run["run_id"] for run in page["runs"]] == [MANUAL, SCHEDULED, BACKFILL]
+    assert page["runs"][1] == {
+        "dag_id": "moesif_to_segment", "run_id": SCHEDULED, "mode": "scheduled",
+        "status": "success", "window_start": "2026-11-25T00:00:00Z",
+        "window_end": "2026-11-25T01:00:00Z", "window_source": "data_interval",
+        "dry_run": False, "considered": 10, "sent": 7, "would_send": 0, "unchanged": 2,
+        "rejected": 1, "batches": 1, "started_at": "2026-11-25T01:00:05Z",
+        "finished_at": "2026-11-25T01:00:09.500000Z", "duration_s": 4.5, "error": None}
+
+
+@pytest.mark.parametrize(("query", "expected"), [
+    ("status=failed", [MANUAL]),
+    ("mode=backfill", [BACKFILL]),
+    ("since=2026-11-25", [MANUAL, SCHEDULED]),
+    ("until=2026-11-25", [BACKFILL]),
+    ("since=2026-11-25&mode=scheduled&status=success", [SCHEDULED]),
+])
+def test_filters(client, auth, query, expected):
+    page = client.get(f"/segment-sync/runs?{query}", headers=auth).json()
+    assert [run["run_id"] for run in page["runs"]] == expected
+    assert page["total"] == len(expected)
+
+
+def test_paging(client, auth):
+    first = client.get("/segment-sync/runs?limit=2", headers=auth).json()
+    second = client.get("/segment-sync/runs?limit=2&offset=2", headers=auth).json()
+    assert [r["run_id"] for r in first["runs"]] == [MANUAL, SCHEDULED]
+    assert [r["run_id"] for r in second["runs"]] == [BACKFILL]
+    assert first["total"] == second["total"] == 3
+
+
+def test_bad_filters_are_refused(client, auth):
+    assert client.get("/segment-sync/runs?mode=sometimes", headers=auth).status_code == 422
+    assert client.get("/segment-sync/runs?limit=0", headers=auth).status_code == 422
+
+
+def test_one_run_with_its_ledger(client, auth):
+    detail = client.get(f"/segment-sync/runs/{quote(SCHEDULED, safe='')}", headers=auth).json()
+    assert detail["params"] == {"start": None, "end": None, "full_refresh": False,
+                                "dry_run": False, "force": False}
+    assert detail["counts"]["warnings"] == {"unknown_company": 1}
+    assert [(b["batch_no"], b["status"], b["messages"], b["bytes"], b["attempts"])
+            for b in detail["ledger"]] == [(1, "sent", 7, 4000, 2)]
+
+
+def test_an_unknown_run_is_404(client, auth):
+    assert client.get("/segment-sync/runs/nope", headers=auth).status_code == 404
+
+
+def test_rejects(client, auth):
+    page = client.get(f"/segment-sync/runs/{quote(SCHEDULED, safe='')}/rejects",
+                      headers=auth).json()
+    assert page == {"total": 1, "limit": 100, "offset": 0, "rejects": [{
+        "seq": 0, "entity": "user", "entity_id": None, "kind": "no_user_id",
+        "reason": "user_id is blank", "raw_location": "file:///staging/rejects.jsonl.gz#L1",
+        "raw_record": '{"user_id":"  ","email":"x@example.com"}'}]}
+
+
+def test_downloads_of_rejects_and_sent_messages(client, auth):
+    base = f"/segment-sync/runs/{quote(SCHEDULED, safe='')}/export"
+    rejects = client.get(f"{base}/rejects.csv", headers=auth)
+    assert rejects.headers["content-disposition"].endswith('-rejects.csv"')
+    assert list(csv.reader(io.StringIO(rejects.text)))[1][:5] == [
+        "0", "user", "", "no_user_id", "user_id is blank"]
+    messages = client.get(f"{base}/messages.jsonl", headers=auth)
+    assert [json.loads(line) for line in messages.text.splitlines()] == SENT_MESSAGES
+    table = list(csv.DictReader(io.StringIO(client.get(f"{base}/messages.csv",
+                                                       headers=auth).text)))
+    assert [(row["userId"], json.loads(row["traits"])) for row in table] == [
+        ("u1", {"id": "u1", "email": "u1@example.com"}), ("u2", {"id": "u2"})]
+
+
+def test_the_history_page_lists_the_runs_and_draws_the_chart(client, auth):
+    html = client.get("/segment-sync/ui/?mode=scheduled", headers=auth).text
+    assert f'data-run-id="{SCHEDULED}"' in html and BACKFILL not in html
+    assert '<rect class="sent"' in html and "1 run of moesif_to_segment" in html
+
+
+def test_the_run_page_shows_counts_ledger_and_rejects(client, auth):
+    html = client.get(f"/segment-sync/ui/runs/{quote(SCHEDULED, safe='')}", headers=auth).text
+    assert '<dd data-count="considered">10</dd>' in html
+    assert '<dd data-count="sent">7</dd>' in html
+    assert "user_id is blank" in html and "x@example.com" in html
+    assert "export/messages.jsonl" in html
+
+
+def test_the_plugin_registers_its_views(client, auth):
+    plugins = client.get("/api/v2/plugins", headers=auth).json()["plugins"]
+    [ours] = [p for p in plugins if p["name"] == "segment_sync"]
+    assert [(v["name"], v["destination"], v["href"]) for v in ours["external_views"]] == [
+        ("Segment sync", "nav", "/segment-sync/ui/"),
+        ("Segment sync audit", "dag_run", "/segment-sync/ui/runs/{RUN_ID}?dag_id={DAG_ID}")]

@@ -1,0 +1,93 @@
+"""What the reliability tests share: the window, a run, the stages end to end, a fake clock."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from moesif_segment_sync import staging, sync
+from moesif_segment_sync.settings import load_settings
+from moesif_segment_sync.sync import Endpoint, Run
+from moesif_segment_sync.window import RunParams, Window
+
+DAG_ID = "moesif_to_segment"
+RUN_ID = "scheduled__2026-11-25T01:00:00+00:00"
+WINDOW = Window(datetime(2026, 11, 25, 0, tzinfo=UTC), datetime(2026, 11, 25, 1, tzinfo=UTC),
+                "data_interval")
+WINDOW_END = "2026-11-25T01:00:00.000Z"
+MOESIF_KEY, WRITE_KEY = "mk-reliability-5e0c", "wk-reliability-9a41"
+USERS_SEARCH = "/v1/search/~/search/users"
+# Waits short enough to record, not to sleep: the fake clock records them anyway.
+FAST = {"backoff_initial": 0.5, "backoff_max": 4.0, "rate_limit_jitter": 0.0}
+
+
+class FakeTime:
+    """A clock that moves only when something sleeps on it; remembers every sleep."""
+
+    def __init__(self, start: float = 1_795_600_045.0) -> None:  # 25 s into a minute
+        self.current = start
+        self.sleeps: list[float] = []
+        self.on_sleep: Callable[[], None] | None = None  # something that happens meanwhile
+
+    def now(self) -> float:
+        return self.current
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.current += seconds
+        if self.on_sleep is not None:
+            self.on_sleep()
+
+
+def make_run(root: Path, run_id: str = RUN_ID, *, window: Window = WINDOW,
+             full_refresh: bool = False, audit_url: str | None = None,
+             **settings: object) -> Run:
+    return Run(DAG_ID, run_id, "scheduled", window, RunParams(full_refresh=full_refresh),
+               load_settings(**{**FAST, **settings}), root.as_uri() + "/staging",
+               audit_url or f"sqlite:///{root / 'audit.db'}")
+
+
+def users_in_window(count: int, **extra: object) -> list[dict]:
+    """``count`` users, each changed at its own minute of WINDOW (so sorted by number)."""
+    return [{"user_id": f"usr_{n:03d}", "email": f"u{n}@example.com",
+             "modified_time": f"2026-11-25T00:{n // 60:02d}:{n % 60:02d}.000Z", **extra}
+            for n in range(count)]
+
+
+def extract(run: Run, moesif_url: str, key: str = MOESIF_KEY) -> dict[str, dict]:
+    endpoint = Endpoint(moesif_url, key)
+    return {"extract_users": sync.extract_users(run, endpoint),
+            "extract_companies": sync.extract_companies(run, endpoint)}
+
+
+def run_stages(run: Run, moesif_url: str, segment_url: str) -> dict[str, dict]:
+    """Every stage in order, as the DAG runs them; the summaries, the audit report included."""
+    summaries = extract(run, moesif_url)
+    summaries["transform"] = sync.transform(run)
+    summaries["load"] = sync.load(run, Endpoint(segment_url, WRITE_KEY), summaries["transform"])
+    summaries["audit"] = sync.audit(run, summaries)
+    return summaries
+
+
+def staged(run: Run, name: str) -> list[Any]:
+    """A staged file's records, read by the standard library (exact integers, NaN kept)."""
+    return [json.loads(line) for line in run.staging().lines(name)]
+
+
+def staged_user_ids(run: Run, name: str = staging.USERS) -> list[str]:
+    return [hit["_source"]["user_id"] for hit in staged(run, name)]
+
+
+def run_dir(run: Run) -> Path:
+    return Path(run.staging().dir)
+
+
+def wait_for(predicate: Callable[[], bool], seconds: float = 10.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.01)

@@ -1,0 +1,68 @@
+"""Bad ids that get past the transform must not break the audit store, SQLite or PostgreSQL.
+
+Each run is every stage against the stand-ins; the audit store is the shared
+``audit_url`` fixture, so each test runs against SQLite and a real PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from moesif_segment_sync import staging
+from moesif_segment_sync.audit import AuditStore
+from sandbox.moesif import MoesifStandIn
+from sandbox.segment import SegmentStandIn
+from tests.reliability.support import (
+    MOESIF_KEY,
+    WRITE_KEY,
+    make_run,
+    run_stages,
+    staged,
+)
+
+T = "2026-11-25T00:30:00.000Z"
+ORDINARY = {"user_id": "usr_ordinary", "email": "ordinary@example.com", "modified_time": T}
+
+
+def run_twice(tmp_path, audit_url: str, user: dict) -> tuple[dict, dict, SegmentStandIn]:  # noqa: ANN001
+    """The same window twice with ``user`` and an ordinary one; both audit reports."""
+    with MoesifStandIn([ORDINARY, user], [], api_key=MOESIF_KEY).start() as moesif, \
+            SegmentStandIn(WRITE_KEY).start() as segment:
+        first = run_stages(make_run(tmp_path, "manual__first", audit_url=audit_url),
+                           moesif.url, segment.url)
+        second = run_stages(make_run(tmp_path, "manual__second", audit_url=audit_url),
+                            moesif.url, segment.url)
+    return first["audit"], second["audit"], segment
+
+
+def test_a_user_id_with_a_lone_surrogate_is_rejected_and_its_reject_stored(tmp_path,
+                                                                           audit_url):
+    user = {"user_id": "usr_\ud800", "modified_time": T}
+
+    first, _, segment = run_twice(tmp_path, audit_url, user)
+
+    assert (first["status"], first["sent"], first["rejected"]) == ("success", 1, 1)
+    store = AuditStore(audit_url)
+    [row] = store.rejects(make_run(tmp_path, "manual__first").key)
+    store.close()
+    assert row["kind"] == "unserializable"
+    assert json.loads(row["raw_record"]) == user
+    assert [m["userId"] for m in segment.accepted] == ["usr_ordinary"]
+
+
+@pytest.mark.parametrize("user_id", ["usr_\x00_nul", "usr_" + "x" * 1000],
+                         ids=["nul-character", "1004-characters"])
+def test_an_unusual_but_valid_user_id_is_sent_once_and_then_unchanged(tmp_path, audit_url,
+                                                                      user_id):
+    user = {"user_id": user_id, "modified_time": T}
+
+    first, second, segment = run_twice(tmp_path, audit_url, user)
+
+    assert (first["status"], first["sent"], first["rejected"]) == ("success", 2, 0)
+    assert (second["status"], second["sent"], second["unchanged"]) == ("success", 0, 2)
+    assert sorted(m["userId"] for m in segment.accepted) == sorted(["usr_ordinary", user_id])
+    run = make_run(tmp_path, "manual__first")
+    assert sorted(m["userId"] for m in staged(run, staging.MESSAGES)) == sorted(
+        ["usr_ordinary", user_id])

@@ -1,0 +1,131 @@
+"""Segment misbehaving mid-load, over real HTTP: retried sends deliver every message once per
+messageId; a refused batch stops the load, and the ledger says exactly how far it got."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from moesif_segment_sync import staging, sync
+from moesif_segment_sync.audit import AuditStore
+from moesif_segment_sync.errors import SegmentError
+from moesif_segment_sync.sync import Endpoint
+from sandbox.moesif import MoesifStandIn
+from sandbox.segment import SegmentStandIn
+from tests.reliability.support import (
+    DAG_ID,
+    MOESIF_KEY,
+    WRITE_KEY,
+    extract,
+    make_run,
+    staged,
+    users_in_window,
+    wait_for,
+)
+
+USERS = users_in_window(120)
+BATCHED = {"max_batch_messages": 20, "http_timeout": 0.5}  # 6 batches of 20
+
+
+@pytest.fixture
+def segment():
+    with SegmentStandIn(WRITE_KEY).start() as server:
+        yield server
+
+
+@pytest.fixture
+def built(tmp_path):
+    """A run whose 120 messages are staged: (run, transform summary, messageIds in order)."""
+    run = make_run(tmp_path, **BATCHED)
+    with MoesifStandIn(USERS, [], api_key=MOESIF_KEY).start() as moesif:
+        extract(run, moesif.url)
+    summary = sync.transform(run)
+    return run, summary, [message["messageId"] for message in staged(run, staging.MESSAGES)]
+
+
+def load(run, segment: SegmentStandIn, summary: dict) -> dict:
+    return sync.load(run, Endpoint(segment.url, WRITE_KEY), summary)
+
+
+def ledger(run) -> dict[int, tuple[str, int]]:
+    store = AuditStore(run.audit_url)
+    try:
+        return {no: (entry.status, entry.attempts) for no, entry in store.ledger(run.key).items()}
+    finally:
+        store.close()
+
+
+def test_a_429_with_retry_after_waits_as_told_and_every_message_arrives_once(
+        built, segment, fake_time, caplog):
+    run, summary, message_ids = built
+    segment.inject(429, retry_after=2, after=1)
+
+    with caplog.at_level(logging.WARNING):
+        loaded = load(run, segment, summary)
+
+    assert fake_time.sleeps == [2.0]
+    assert [record.getMessage() for record in caplog.records
+            if record.name == "moesif_segment_sync.retry"] == [
+        "Segment batch 2: attempt 1 of 6 failed (Segment answered 429 (rate limited) to batch 2);"
+        " waiting 2.0 s"]
+    assert list(segment.delivered) == message_ids
+    assert (segment.duplicates, loaded["sent"], loaded["attempts"]) == (0, 120, 7)
+    assert ledger(run)[2] == ("sent", 2)
+
+
+def test_a_burst_of_500s_is_retried_with_growing_backoff_and_every_message_arrives_once(
+        built, segment, fake_time):
+    run, summary, message_ids = built
+    segment.inject(500, after=2, times=3)
+
+    load(run, segment, summary)
+
+    first, second, third = fake_time.sleeps
+    assert 0.5 <= first <= 1.0 and 1.0 <= second <= 1.5 and 2.0 <= third <= 2.5
+    assert list(segment.delivered) == message_ids and segment.duplicates == 0
+    assert ledger(run)[3] == ("sent", 4)
+
+
+def test_a_timed_out_batch_is_sent_again_and_arrives_once_per_message_id(built, segment,
+                                                                         fake_time):
+    run, summary, message_ids = built
+    segment.inject(delay=1.5, after=3)  # Segment keeps batch 4, but answers too late
+
+    load(run, segment, summary)
+
+    wait_for(lambda: len(segment.requests) == 7)
+    assert set(segment.delivered) == set(message_ids) and len(segment.delivered) == 120
+    assert segment.duplicates == 20  # batch 4's second copy, which Segment drops by messageId
+    assert ledger(run)[4] == ("sent", 2)
+
+
+def test_a_reset_connection_is_retried_and_every_message_arrives_once(built, segment,
+                                                                      fake_time):
+    run, summary, message_ids = built
+    segment.inject(reset=True, after=4)
+
+    load(run, segment, summary)
+
+    assert list(segment.delivered) == message_ids and segment.duplicates == 0
+    assert ledger(run)[5] == ("sent", 2)
+
+
+def test_a_400_fails_naming_the_batch_and_nothing_after_it_is_marked_sent(built, segment,
+                                                                          fake_time):
+    run, summary, message_ids = built
+    segment.inject(400, after=2, body={"code": "invalid_request",
+                                       "message": "Message 7 is not valid JSON"})
+
+    with pytest.raises(SegmentError) as caught:
+        load(run, segment, summary)
+
+    assert str(caught.value) == "Segment answered 400 to batch 3: Message 7 is not valid JSON"
+    assert ledger(run) == {1: ("sent", 1), 2: ("sent", 1), 3: ("failed", 1)}
+    store = AuditStore(run.audit_url)
+    assert store.ledger(run.key)[3].error == str(caught.value)
+    accepted = store.accepted_message_ids(DAG_ID, [user["user_id"] for user in USERS])
+    store.close()
+    assert sorted(accepted.values()) == sorted(message_ids[:40])
+    assert list(segment.delivered) == message_ids[:40]
+    assert fake_time.sleeps == []
