@@ -9,100 +9,24 @@ process it starts is stopped by process group at the end.
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
-import signal
-import subprocess
 import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
-import requests
 
 from moesif_segment_sync.audit import AuditStore
 from sandbox.datagen import generate
-from sandbox.environment import AIRFLOW, airflow_env, connection_env, prepare_airflow
+from sandbox.environment import connection_env
 from sandbox.moesif import MoesifStandIn, parse_timestamp_ms
 from sandbox.segment import SegmentStandIn
-from tests.postgres import free_port
+from tests.airflow_server import standalone
 
 DAG_ID = "moesif_to_segment"
 # A range in the past: Airflow creates no backfill run for an interval that has not ended.
 FROM, TO = datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 11, 4, tzinfo=UTC)
 SCHEDULE = "0 */6 * * *"  # 12 windows in 3 days: enough to cross day and window boundaries
 LAST_START = TO - timedelta(hours=6)
-STARTUP_SECONDS, BACKFILL_SECONDS = 180, 600
-
-
-class Airflow:
-    """A running `airflow standalone` and a token for its REST API."""
-
-    def __init__(self, home: Path, env: dict[str, str], port: int) -> None:
-        self.home, self.env, self.base = home, env, f"http://127.0.0.1:{port}"
-        self.log = home / "standalone.log"
-        self.process: subprocess.Popen | None = None
-        self.session = requests.Session()
-
-    def start(self) -> None:
-        with self.log.open("w") as out:
-            self.process = subprocess.Popen([AIRFLOW, "standalone"], env=self.env, stdout=out,
-                                            stderr=subprocess.STDOUT, start_new_session=True)
-        self._wait(lambda: self._get("/api/v2/monitor/health").status_code == 200,
-                   STARTUP_SECONDS, "the api-server to answer")
-        token = self.session.post(f"{self.base}/auth/token",
-                                  json={"username": "admin", "password": "admin"}).json()
-        self.session.headers["Authorization"] = f"Bearer {token['access_token']}"
-        self._wait(lambda: self._get(f"/api/v2/dags/{DAG_ID}").status_code == 200,
-                   STARTUP_SECONDS, "the DAG to be parsed")
-
-    def stop(self) -> None:
-        if self.process is None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
-
-    def api(self, method: str, path: str, **kwargs) -> dict:
-        response = self.session.request(method, self.base + path, timeout=30, **kwargs)
-        assert response.ok, f"{method} {path}: {response.status_code} {response.text[:500]}"
-        return response.json()
-
-    def create_backfill(self, body: dict) -> dict:
-        """POST /api/v2/backfills; on SQLite Airflow answers 503 while the scheduler holds the
-        database, so a few bounded retries stand in for the PostgreSQL a production set-up has."""
-        for _ in range(20):
-            response = self.session.post(f"{self.base}/api/v2/backfills", json=body, timeout=30)
-            if response.status_code != 503:
-                break
-            time.sleep(1)
-        assert response.ok, f"backfill: {response.status_code} {response.text[:500]}"
-        return response.json()
-
-    def _get(self, path: str) -> requests.Response:
-        try:
-            return self.session.get(self.base + path, timeout=5)
-        except requests.ConnectionError:
-            return requests.Response()
-
-    def _wait(self, ready, seconds: float, what: str) -> None:  # noqa: ANN001
-        deadline = time.monotonic() + seconds
-        while not ready():
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"timed out waiting for {what}:\n{self.tail()}")
-            time.sleep(1)
-
-    def tail(self, lines: int = 60) -> str:
-        text = self.log.read_text(errors="replace").splitlines()[-lines:]
-        task_logs = sorted((self.home / "logs").rglob("*.log"), key=os.path.getmtime)[-2:]
-        for path in task_logs:
-            text += [f"--- {path}"] + path.read_text(errors="replace").splitlines()[-30:]
-        return "\n".join(text)
+BACKFILL_SECONDS = 600
 
 
 def in_span(record: dict) -> bool:
@@ -114,32 +38,15 @@ def in_span(record: dict) -> bool:
 @pytest.fixture
 def world(tmp_path):
     dataset = generate(600, seed=21, start=FROM, end=TO)
-    home = tmp_path / "airflow"
-    home.mkdir()
-    (home / "simple_auth_manager_passwords.json.generated").write_text(
-        json.dumps({"admin": "admin"}))
-    port = free_port()
     with MoesifStandIn(dataset.users, dataset.companies, api_key="mk").start() as moesif, \
-            SegmentStandIn("wk").start() as segment:
-        env = airflow_env(home, AIRFLOW__CORE__PARALLELISM="4",
-                          AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS="admin:admin",
-                          AIRFLOW__API__PORT=str(port),
-                          AIRFLOW__CORE__EXECUTION_API_SERVER_URL=(
-                              f"http://127.0.0.1:{port}/execution/"),
-                          AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL="5",
-                          MOESIF_SEGMENT_SCHEDULE=SCHEDULE,
-                          **connection_env(moesif.url, segment.url, moesif_key="mk",
-                                           write_key="wk"))
-        prepare_airflow(env)
-        server = Airflow(home, env, port)
-        try:
-            server.start()
-            yield dataset, segment, server
-        finally:
-            server.stop()
+            SegmentStandIn("wk").start() as segment, \
+            standalone(tmp_path / "airflow", MOESIF_SEGMENT_SCHEDULE=SCHEDULE,
+                       **connection_env(moesif.url, segment.url, moesif_key="mk",
+                                        write_key="wk")) as server:
+        yield dataset, segment, server
 
 
-@pytest.mark.timeout(STARTUP_SECONDS + BACKFILL_SECONDS + 120)
+@pytest.mark.timeout(BACKFILL_SECONDS + 300)
 def test_a_three_day_backfill_syncs_each_window_once(world):
     dataset, segment, server = world
     server.api("PATCH", f"/api/v2/dags/{DAG_ID}", json={"is_paused": False})
