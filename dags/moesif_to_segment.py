@@ -10,8 +10,9 @@ Keeps Segment's user profiles in step with Moesif. Each run syncs one
 2. `transform` joins each user's company onto the user and builds the
    `identify` messages of Moesif's own Segment source; bad records become
    rejects with a reason.
-3. `load` sends the messages to Segment in batches and writes a ledger entry
-   per batch; a retried load resumes after the last batch sent.
+3. `load` (one mapped task per shard of messages) sends to Segment in batches
+   what Segment does not have yet, and writes a ledger entry per batch; a
+   retried load resumes after the last batch sent.
 4. `audit` writes the run record, logs a summary, and fails the run when
    `considered = sent + unchanged + rejected` does not hold.
 
@@ -103,44 +104,42 @@ def moesif_to_segment():
 
     @task
     def transform(users, companies):
-        """Join companies onto users and build the identify messages and rejects."""
+        """Join companies onto users and build the messages (in shards) and rejects."""
         from moesif_segment_sync import airflow_bridge as bridge
         from moesif_segment_sync import sync
 
         with bridge.failing_fast():
             return sync.transform(bridge.current_run())
 
-    # One pool slot for every run's load: runs of a backfill never send at once,
-    # so the send rate (MOESIF_SEGMENT_SEND_RATE) holds for the whole destination.
+    # Mapped: one task per shard of messages, so workers send in parallel. Every shard of
+    # every run takes a slot of the segment_api pool: the send rate holds for the destination.
     @task(pool="segment_api")
-    def load(built):
-        """Send the messages Segment lacks in batches, writing the ledger as it goes."""
+    def load(shard):
+        """Send one shard's messages that Segment lacks, writing the ledger as it goes."""
         from moesif_segment_sync import airflow_bridge as bridge
         from moesif_segment_sync import sync
 
         with bridge.failing_fast():
             run = bridge.current_run()
             segment = None if run.params.dry_run else bridge.segment_endpoint()
-            return sync.load(run, segment, built)
+            return sync.load(run, segment, shard)
 
     @task
-    def audit(users, companies, built, loaded):
-        """Write the run record and audit.json; fail when the accounting does not add up."""
+    def audit(users, companies, shards, loads):
+        """Sum the shards, write the run record and audit.json; fail when counts do not add up."""
         from moesif_segment_sync import airflow_bridge as bridge
         from moesif_segment_sync import sync
 
         with bridge.failing_fast():
-            report = sync.audit(bridge.current_run(), {
-                "extract_users": users, "extract_companies": companies,
-                "transform": built, "load": loaded})
+            report = sync.audit(bridge.current_run(), users, companies, list(shards), list(loads))
         return {key: report[key] for key in
                 ("considered", "sent", "would_send", "unchanged", "rejected", "batches", "status")}
 
     users = extract_users()
     companies = extract_companies()
-    built = transform(users, companies)
-    loaded = load(built)
-    audit(users, companies, built, loaded)
+    shards = transform(users, companies)
+    loads = load.expand(shard=shards)
+    audit(users, companies, shards, loads)
 
 
 moesif_to_segment()

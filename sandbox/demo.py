@@ -15,7 +15,7 @@ import time
 import orjson
 
 from moesif_segment_sync.audit import AuditStore, RunKey
-from moesif_segment_sync.staging import MESSAGES, Staging
+from moesif_segment_sync.staging import Staging, messages_file
 
 from .environment import (
     DEMO_WINDOW,
@@ -66,6 +66,8 @@ def main() -> int:
 
 def report(run: dict, rejects: list[dict], received: int, staging_root: str) -> None:
     counts = run["counts"]
+    folder = run["staging"].removeprefix("file://")
+    audit = f"sqlite:///{HOME / 'moesif_segment_audit.db'}"
     print(f"""
 Run {run['run_id']} ({run['mode']}): {run['status']}
   window      [{run['window_start']:%Y-%m-%dT%H:%M:%SZ}, {run['window_end']:%Y-%m-%dT%H:%M:%SZ})
@@ -78,9 +80,10 @@ in the window, {counts['routes'].get('company', 0):,} through a changed company)
   warnings    {_by_kind(counts['warnings']) or 'none'}
 
 Staged files   {run['staging']}
-  (inspect:    zcat {_local(run['staging'])}/messages.jsonl.gz | head -1 | python -m json.tool)
-Audit store    sqlite:///{HOME / 'moesif_segment_audit.db'}
-  (tables sync_runs, sync_batches, sync_rejects)""")
+  (inspect:    zcat {folder}/messages-00000.jsonl.gz | head -1 | python -m json.tool)
+Audit store    {audit}
+  (tables sync_runs, sync_batches, sync_rejects, sync_user_state;
+   or: .venv/bin/python -m moesif_segment_sync --url {audit} audit runs)""")
     print("\nFirst rejects:")
     for reject in rejects[:3]:
         print(f"  {reject['entity_id']!r:>14}  {reject['kind']:<12} {reject['reason']}")
@@ -93,7 +96,7 @@ Audit store    sqlite:///{HOME / 'moesif_segment_audit.db'}
 def _examples(stage: Staging) -> list[bytes]:
     """Two messages: one with a company and a campaign, one without a company."""
     picked: dict[str, bytes] = {}
-    for line in stage.lines(MESSAGES):
+    for line in stage.lines(messages_file(0)):
         traits = orjson.loads(line)["traits"]
         kind = "company" if "company" in traits and "campaign" in traits else (
             "no company" if "company" not in traits else None)
@@ -106,10 +109,6 @@ def _examples(stage: Staging) -> list[bytes]:
 
 def _by_kind(counts: dict) -> str:
     return ", ".join(f"{kind}: {n}" for kind, n in counts.items())
-
-
-def _local(url: str) -> str:
-    return url.removeprefix("file://")
 
 
 if __name__ == "__main__":

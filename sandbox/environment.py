@@ -64,13 +64,13 @@ def airflow_env(home: Path, **extra: str) -> dict[str, str]:
     }
 
 
-SEGMENT_POOL = ("segment_api", "1", "Sends to Segment: one load at a time across runs")
-
-
 def prepare_airflow(env: dict[str, str]) -> None:
-    """A migrated metadata database with the pool the DAG's load task runs in."""
+    """A migrated metadata database with the pool the DAG's load tasks run in, as many slots
+    as ``MOESIF_SEGMENT_LOAD_SLOTS`` says (the send rate is shared among them)."""
     airflow("db", "migrate", env=env)
-    airflow("pools", "set", *SEGMENT_POOL, env=env)
+    slots = env.get("MOESIF_SEGMENT_LOAD_SLOTS", "1")
+    airflow("pools", "set", "segment_api", slots, "Sends to Segment: shards loading at once",
+            env=env)
 
 
 def airflow(*args: str, env: dict[str, str], log: Path | None = None,

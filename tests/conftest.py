@@ -24,6 +24,8 @@ os.environ.update({
     "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
     "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
     "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
+    # Fixed for the test session: in-process dag.test() and the api-server app share it.
+    "AIRFLOW__API_AUTH__JWT_SECRET": "test-only-jwt-secret-" + "0" * 64,
 })
 
 

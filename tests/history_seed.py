@@ -36,7 +36,7 @@ def _run(mode: str, status: str, window: tuple[datetime, datetime], started: dat
             "params": {"start": None, "end": None, "full_refresh": False,
                        "dry_run": values["dry_run"], "force": False},
             "started_at": started, "finished_at": finished,
-            "counts": {"routes": {"window": values["considered"]},
+            "counts": {"routes": {"window": values["considered"]}, "shards": 1,
                        "rejected_by_kind": {"no_user_id": values["rejected"]}
                        if values["rejected"] else {},
                        "warnings": {"unknown_company": 1}},
@@ -58,7 +58,7 @@ def seed(url: str, staging_root: str | None = None) -> None:
         considered=4, would_send=3, rejected=1, batches=1, dry_run=True,
         error="1 of 4 users rejected (25.0%), over the 5.0% threshold"))
     store.record_batch(RunKey(DAG_ID, SCHEDULED), BatchEntry(
-        1, "sent", 7, 4000, 2, "moesif-segment-sync-aaa", "moesif-segment-sync-ggg"))
+        0, 1, "sent", 7, 4000, 2, "moesif-segment-sync-aaa", "moesif-segment-sync-ggg"))
     store.replace_rejects(RunKey(DAG_ID, SCHEDULED), [{
         "entity": "user", "entity_id": None, "kind": "no_user_id", "reason": "user_id is blank",
         "raw_location": "file:///staging/rejects.jsonl.gz#L1",
@@ -66,6 +66,6 @@ def seed(url: str, staging_root: str | None = None) -> None:
     store.close()
     if staging_root:
         stage = Staging(staging_root, DAG_ID, SCHEDULED)
-        with stage.writer(staging.TO_SEND) as out:
+        with stage.writer(staging.to_send_file(0)) as out:
             for message in SENT_MESSAGES:
                 out.write(message)

@@ -58,6 +58,7 @@ batches = sa.Table(
     "sync_batches", metadata,
     sa.Column("dag_id", sa.String(250), primary_key=True),
     sa.Column("run_id", sa.String(250), primary_key=True),
+    sa.Column("shard", sa.Integer, primary_key=True, autoincrement=False),
     sa.Column("batch_no", sa.Integer, primary_key=True, autoincrement=False),
     sa.Column("status", sa.String(20), nullable=False),  # sent, dry_run or failed
     sa.Column("messages", sa.Integer, nullable=False),
@@ -91,6 +92,7 @@ user_state = sa.Table(
     sa.Column("content_hash", sa.String(64), nullable=False),
     sa.Column("accepted_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("run_id", sa.String(250), nullable=False),
+    sa.Column("shard", sa.Integer, nullable=False),
     sa.Column("batch_no", sa.Integer, nullable=False),
 )
 
@@ -106,6 +108,7 @@ class RunKey:
 
 @dataclass(frozen=True)
 class BatchEntry:
+    shard: int
     batch_no: int
     status: str
     messages: int
@@ -150,12 +153,15 @@ class AuditStore:
 
     # ---------------------------------------------------------------- ledger
 
-    def ledger(self, key: RunKey) -> dict[int, BatchEntry]:
+    def ledger(self, key: RunKey, shard: int | None = None) -> dict[tuple[int, int], BatchEntry]:
+        """(shard, batch_no) -> entry, for one shard or the whole run."""
+        query = sa.select(batches).where(key.where(batches))
+        if shard is not None:
+            query = query.where(batches.c.shard == shard)
         with self._reading() as db:
-            rows = db.execute(sa.select(batches).where(key.where(batches))).mappings()
             fields = BatchEntry.__dataclass_fields__
-            return {row["batch_no"]: BatchEntry(**{name: row[name] for name in fields})
-                    for row in rows}
+            return {(row["shard"], row["batch_no"]): BatchEntry(**{n: row[n] for n in fields})
+                    for row in db.execute(query).mappings()}
 
     def record_batch(self, key: RunKey, entry: BatchEntry,
                      accepted: Iterable[tuple[str, str]] = ()) -> None:
@@ -163,10 +169,11 @@ class AuditStore:
         whose messages Segment ``accepted`` (``(user_id, message_id)`` pairs)."""
         at = now()
         values = {**entry.__dict__, "finished_at": at}
-        match = sa.and_(key.where(batches), batches.c.batch_no == entry.batch_no)
+        match = sa.and_(key.where(batches), batches.c.shard == entry.shard,
+                        batches.c.batch_no == entry.batch_no)
         rows = [{"dag_id": key.dag_id, "user_id": user_id, "message_id": message_id,
                  "content_hash": message_id.rsplit("-", 1)[-1], "accepted_at": at,
-                 "run_id": key.run_id, "batch_no": entry.batch_no}
+                 "run_id": key.run_id, "shard": entry.shard, "batch_no": entry.batch_no}
                 for user_id, message_id in accepted]
         with self._writing() as db:
             if db.execute(batches.update().where(match).values(**values)).rowcount == 0:
@@ -177,9 +184,9 @@ class AuditStore:
                     user_state.c.user_id.in_([row["user_id"] for row in chunk])))
                 db.execute(user_state.insert(), chunk)
 
-    def clear_ledger(self, key: RunKey) -> None:
+    def clear_ledger(self, key: RunKey, shard: int) -> None:
         with self._writing() as db:
-            db.execute(batches.delete().where(key.where(batches)))
+            db.execute(batches.delete().where(key.where(batches), batches.c.shard == shard))
 
     def accepted_message_ids(self, dag_id: str, user_ids: list[str]) -> dict[str, str]:
         """userId -> messageId of the last identify Segment accepted, for those it has."""

@@ -113,7 +113,7 @@ def _show(args: argparse.Namespace, store: AuditStore, out: TextIO) -> None:
         out.write(f"{name:<{width}}  {json.dumps(data['counts'].get(name, {}), sort_keys=True)}\n")
     out.write("\nledger\n")
     _table(out, [b.model_dump(mode="json") for b in detail.ledger],
-           ["batch_no", "status", "messages", "bytes", "attempts", "error"])
+           ["shard", "batch_no", "status", "messages", "bytes", "attempts", "error"])
 
 
 def _rejects(args: argparse.Namespace, store: AuditStore, out: TextIO) -> None:

@@ -57,6 +57,7 @@ class RunPage(BaseModel):
 
 
 class BatchRow(BaseModel):
+    shard: int
     batch_no: int
     status: str
     messages: int
@@ -134,8 +135,10 @@ def run_detail(store: AuditStore, key: RunKey) -> RunDetail | None:
     if record is None:
         return None
     with store.engine.connect() as db:
-        ledger = [BatchRow.model_validate(_utc(dict(row))) for row in db.execute(
-            sa.select(batches).where(key.where(batches)).order_by(batches.c.batch_no)).mappings()]
+        query = (sa.select(batches).where(key.where(batches))
+                 .order_by(batches.c.shard, batches.c.batch_no))
+        ledger = [BatchRow.model_validate(_utc(dict(row)))
+                  for row in db.execute(query).mappings()]
     return RunDetail.model_validate({**_row(record), "ledger": ledger})
 
 
@@ -153,9 +156,10 @@ def list_rejects(store: AuditStore, key: RunKey, *, limit: int = 100,
 def sent_messages(detail: RunDetail, staging_root: str) -> Iterator[dict]:
     """The messages the run sent (or would have sent, for a dry run), from its staged plan."""
     stage = Staging(staging_root, detail.dag_id, detail.run_id)
-    name = staging.TO_SEND if stage.exists(staging.TO_SEND) else staging.MESSAGES
-    for line in stage.lines(name):
-        yield staging.loads(line)[0]
+    for shard in range(detail.counts.get("shards", 1)):
+        name = staging.to_send_file(shard)
+        for line in stage.lines(name if stage.exists(name) else staging.messages_file(shard)):
+            yield staging.loads(line)[0]
 
 
 # ---------------------------------------------------------------- exports

@@ -34,6 +34,11 @@ class SyncSettings(BaseSettings):
     id_chunk_size: int = Field(
         500, ge=1, le=10_000, description="ids per `terms` lookup when fetching by company id")
     chunk_size: int = Field(50_000, ge=1, description="users per transform chunk")
+    shard_size: int = Field(
+        100_000, ge=1, description="messages per shard; each shard is one mapped load task")
+    load_slots: int = Field(
+        1, ge=1, le=64, description="slots of the segment_api pool: shards loading at once; "
+        "each holds send_rate / load_slots")
     max_batch_bytes: int = Field(
         475_000, ge=SEGMENT_MAX_MESSAGE_BYTES + 1024, le=SEGMENT_MAX_REQUEST_BYTES,
         description="largest serialized /v1/batch body, in bytes")

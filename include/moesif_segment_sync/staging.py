@@ -26,11 +26,24 @@ USERS = "users.jsonl.gz"                      # users changed or seen in the win
 USERS_VIA_COMPANY = "users_via_company.jsonl.gz"  # users of companies changed in it
 COMPANIES = "companies.jsonl.gz"              # companies changed or seen in the window
 USER_COMPANIES = "user_companies.jsonl.gz"    # other companies the users belong to
-MESSAGES = "messages.jsonl.gz"                # identify messages, exactly as built
-TO_SEND = "to_send.jsonl.gz"                  # those whose content Segment does not have yet
-PLAN = "load_plan.json"                       # what the load decided to send, and why
 REJECTS = "rejects.jsonl.gz"                  # rejected records, whole, with reasons
 AUDIT = "audit.json"
+
+
+# The messages come in shards, one mapped load task each.
+def messages_file(shard: int) -> str:
+    """Identify messages of one shard, exactly as built."""
+    return f"messages-{shard:05d}.jsonl.gz"
+
+
+def to_send_file(shard: int) -> str:
+    """The shard's messages whose content Segment does not have yet."""
+    return f"to_send-{shard:05d}.jsonl.gz"
+
+
+def plan_file(shard: int) -> str:
+    """What the shard's load decided to send, and why."""
+    return f"load_plan-{shard:05d}.json"
 
 
 def dumps(value: Any, *, lenient: bool = False) -> bytes:
@@ -78,6 +91,11 @@ class Staging:
 
     def exists(self, name: str) -> bool:
         return self.fs.exists(self.path(name))
+
+    def remove(self, name: str) -> None:
+        """Delete a staged file if it is there (a leftover of an earlier attempt)."""
+        if self.fs.exists(self.path(name)):
+            self.fs.rm(self.path(name))
 
     @contextmanager
     def writer(self, name: str) -> Iterator[JsonLinesWriter]:

@@ -94,56 +94,64 @@ def extract_companies(run: Run, moesif: Endpoint) -> dict:
                                   full_refresh=run.params.full_refresh)
 
 
+def transform(run: Run) -> list[dict]:
+    """The transform's summary once per shard of messages: one mapped load task each."""
+    summary = _transform_all(run)
+    return [{**summary, "shard": shard} for shard in range(summary["shards"])]
+
+
 @_stage
-def transform(run: Run) -> dict:
+def _transform_all(run: Run) -> dict:
     return _transform(run.staging(), default_timestamp=format_utc(run.window.end),
-                      chunk_size=run.settings.chunk_size)
+                      chunk_size=run.settings.chunk_size, shard_size=run.settings.shard_size)
 
 
 @_stage
-def load(run: Run, segment: Endpoint | None, built: dict) -> dict:
-    """Send the messages Segment does not have yet, writing the ledger as it goes.
+def load(run: Run, segment: Endpoint | None, shard: dict) -> dict:
+    """Send one shard's messages that Segment does not have yet, writing the ledger as it goes.
 
     First a plan: each built message whose messageId is the last one Segment
     accepted for that user is ``unchanged`` (unless ``force``); the rest are
     staged to send. A retried load finds its plan (same transform) and skips
     the batches the ledger holds as sent, so it resumes where it stopped and
     ends with the same counts. A dry run plans and packs, records the batches
-    as ``dry_run`` and sends nothing.
+    as ``dry_run`` and sends nothing. ``shard`` is one element of what
+    ``transform`` returned.
     """
     started = time.monotonic()
+    number = shard["shard"]
     store = run.audit_store()  # opened first: a store that is down fails the task before sending
     sender = None
     try:
-        plan = _plan(run, store, built["transform_id"])
-        ledger = store.ledger(run.key)
+        plan = _plan(run, store, shard["transform_id"], number)
+        ledger = store.ledger(run.key, number)
         if not run.params.dry_run:
             if segment is None:
                 raise SyncError("load needs the Segment connection unless dry_run is set")
             sender = SegmentSender(segment.url, segment.secret, run.settings)
-        totals = _send(run, store, sender, ledger)
+        totals = _send(run, store, sender, ledger, number)
     finally:
         if sender is not None:
             sender.close()
         store.close()
-    return {**totals, "unchanged": plan["unchanged"], "planned": plan["to_send"],
-            "seconds": round(time.monotonic() - started, 3)}
+    return {**totals, "shard": number, "unchanged": plan["unchanged"],
+            "planned": plan["to_send"], "seconds": round(time.monotonic() - started, 3)}
 
 
-def _plan(run: Run, store: AuditStore, transform_id: str) -> dict:
+def _plan(run: Run, store: AuditStore, transform_id: str, shard: int) -> dict:
     stage = run.staging()
     identity = {"transform_id": transform_id, "force": run.params.force,
                 "dry_run": run.params.dry_run}
-    if stage.exists(staging.PLAN):
-        previous = stage.read_json(staging.PLAN)
+    if stage.exists(staging.plan_file(shard)):
+        previous = stage.read_json(staging.plan_file(shard))
         if {name: previous.get(name) for name in identity} == identity:
-            log.info("resuming the load plan of this transform: %d to send, %d unchanged",
-                     previous["to_send"], previous["unchanged"])
+            log.info("resuming the load plan of shard %d: %d to send, %d unchanged",
+                     shard, previous["to_send"], previous["unchanged"])
             return previous
-    store.clear_ledger(run.key)  # batches of an older plan do not apply to this one
+    store.clear_ledger(run.key, shard)  # batches of an older plan do not apply to this one
     unchanged = to_send = 0
-    with stage.writer(staging.TO_SEND) as out:
-        for chunk in _chunks(stage.lines(staging.MESSAGES), 5000):
+    with stage.writer(staging.to_send_file(shard)) as out:
+        for chunk in _chunks(stage.lines(staging.messages_file(shard)), 5000):
             heads = [orjson.loads(line) for line in chunk]
             accepted = {} if run.params.force else store.accepted_message_ids(
                 run.dag_id, [head["userId"] for head in heads])
@@ -154,42 +162,46 @@ def _plan(run: Run, store: AuditStore, transform_id: str) -> dict:
                     out.write_line(line)
                     to_send += 1
     plan = {**identity, "to_send": to_send, "unchanged": unchanged}
-    stage.write_json(staging.PLAN, plan)
-    log.info("load plan: %d to send, %d unchanged since Segment accepted them%s", to_send,
-             unchanged, " (force: nothing skipped)" if run.params.force else "")
+    stage.write_json(staging.plan_file(shard), plan)
+    log.info("load plan of shard %d: %d to send, %d unchanged since Segment accepted them%s",
+             shard, to_send, unchanged, " (force: nothing skipped)" if run.params.force else "")
     return plan
 
 
 def _send(run: Run, store: AuditStore, sender: SegmentSender | None,
-          ledger: dict[int, BatchEntry]) -> dict:
+          ledger: dict[tuple[int, int], BatchEntry], shard: int) -> dict:
     settings = run.settings
-    limiter = RateLimiter(settings.send_rate)
+    # Shards load at once in up to load_slots pool slots: each keeps its share of the rate.
+    limiter = RateLimiter(settings.send_rate / settings.load_slots if settings.send_rate else None)
     totals = {"batches": 0, "sent": 0, "would_send": 0, "resumed_batches": 0, "attempts": 0,
               "bytes": 0}
-    for batch in pack(run.staging().lines(staging.TO_SEND), max_bytes=settings.max_batch_bytes,
+    lines = run.staging().lines(staging.to_send_file(shard))
+    for batch in pack(lines, max_bytes=settings.max_batch_bytes,
                       max_messages=settings.max_batch_messages):
         totals["batches"] += 1
         totals["bytes"] += batch.body_bytes
-        previous = ledger.get(batch.no)
+        previous = ledger.get((shard, batch.no))
         if previous is not None and previous.status == "sent":
             totals["resumed_batches"] += 1
             totals["sent"] += batch.count
             continue
         if sender is None:
-            store.record_batch(run.key, _entry(batch, "dry_run", attempts=0))
+            store.record_batch(run.key, _entry(shard, batch, "dry_run", attempts=0))
             totals["would_send"] += batch.count
             continue
         limiter.wait(batch.count)
         try:
             attempts = sender.send(batch)
         except SyncError as exc:
-            store.record_batch(run.key, _entry(batch, "failed", sender.attempts, str(exc)))
+            store.record_batch(run.key, _entry(shard, batch, "failed", sender.attempts,
+                                               str(exc)))
             raise
-        store.record_batch(run.key, _entry(batch, "sent", attempts), accepted=batch.heads())
+        store.record_batch(run.key, _entry(shard, batch, "sent", attempts),
+                           accepted=batch.heads())
         totals["sent"] += batch.count
         totals["attempts"] += attempts
-        log.info("batch %d: %d messages, %d bytes, sent in %d attempt(s)",
-                 batch.no, batch.count, batch.body_bytes, attempts)
+        log.info("shard %d batch %d: %d messages, %d bytes, sent in %d attempt(s)",
+                 shard, batch.no, batch.count, batch.body_bytes, attempts)
     return totals
 
 
@@ -204,14 +216,32 @@ def _chunks(lines: Iterable[bytes], size: int) -> Iterator[list[bytes]]:
         yield chunk
 
 
-def _entry(batch: Batch, status: str, attempts: int, error: str | None = None) -> BatchEntry:
+def _entry(shard: int, batch: Batch, status: str, attempts: int,
+           error: str | None = None) -> BatchEntry:
     heads = batch.heads()
-    return BatchEntry(batch.no, status, batch.count, batch.body_bytes, attempts,
+    return BatchEntry(shard, batch.no, status, batch.count, batch.body_bytes, attempts,
                       heads[0][1], heads[-1][1], error)
 
 
-def audit(run: Run, summaries: dict[str, dict]) -> dict:
-    """Write the run record, its rejects and ``audit.json``; fail when the counts do not add up."""
+def _summed(loads: list[dict]) -> dict:
+    """The shards' load summaries as one: counts add up, the slowest shard is the load's time."""
+    total = {name: sum(part[name] for part in loads) for name in (
+        "batches", "sent", "would_send", "resumed_batches", "attempts", "bytes", "unchanged")}
+    return {**total, "shards": len(loads), "seconds": max(part["seconds"] for part in loads),
+            "started_at": min(part["started_at"] for part in loads)}
+
+
+def audit(run: Run, extracted_users: dict, extracted_companies: dict, shards: list[dict],
+          loads: list[dict]) -> dict:
+    """Write the run record, its rejects and ``audit.json``; fail when the counts do not add up.
+
+    ``shards`` is what ``transform`` returned and ``loads`` what each shard's load did.
+    """
+    if len(loads) != len(shards):
+        raise AccountingError(f"accounting: {len(shards)} shards were built but {len(loads)} "
+                              "loads reported")
+    summaries = {"extract_users": extracted_users, "extract_companies": extracted_companies,
+                 "transform": shards[0], "load": _summed(loads)}
     stage = run.staging()
     produced, loaded = summaries["transform"], summaries["load"]
     dry_run = run.params.dry_run
@@ -245,6 +275,7 @@ def audit(run: Run, summaries: dict[str, dict]) -> dict:
             "user_companies": summaries["extract_users"]["user_companies"],
             "moesif_requests": (summaries["extract_users"]["requests"]
                                 + summaries["extract_companies"]["requests"]),
+            "shards": loaded["shards"],
             "resumed_batches": loaded["resumed_batches"],
             "send_attempts": loaded["attempts"],
             "bytes": loaded["bytes"],

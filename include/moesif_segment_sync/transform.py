@@ -12,6 +12,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import ExitStack
 
 import pandas as pd
 
@@ -23,15 +24,17 @@ USER_FILES = {staging.USERS: "window", staging.USERS_VIA_COMPANY: "company"}
 COMPANY_FILES = (staging.COMPANIES, staging.USER_COMPANIES)
 
 
-def transform(stage: Staging, *, default_timestamp: str, chunk_size: int) -> dict:
-    """Stage messages and rejects; return the counts the audit adds up."""
+def transform(stage: Staging, *, default_timestamp: str, chunk_size: int,
+              shard_size: int) -> dict:
+    """Stage messages (in shards of ``shard_size``) and rejects; return the counts the
+    audit adds up and the number of shards."""
     started = time.monotonic()
     warnings: Counter = Counter()
     rejected: Counter = Counter()
     routes: Counter = Counter()
     seen_users: set[str] = set()
     considered = built = 0
-    with stage.writer(staging.MESSAGES) as messages, stage.writer(staging.REJECTS) as rejects:
+    with ShardWriter(stage, shard_size) as messages, stage.writer(staging.REJECTS) as rejects:
         companies, companies_rejected = _companies(stage, rejects, warnings)
         for file, route in USER_FILES.items():
             for chunk in _chunks(stage.lines(file), chunk_size):
@@ -62,9 +65,48 @@ def transform(stage: Staging, *, default_timestamp: str, chunk_size: int) -> dic
         "routes": dict(routes),
         "companies": len(companies),
         "companies_rejected": companies_rejected,
-        "files": {"messages": stage.url(staging.MESSAGES), "rejects": stage.url(staging.REJECTS)},
+        "shards": messages.shards,
+        "files": {"messages": stage.url(staging.messages_file(0)),
+                  "rejects": stage.url(staging.REJECTS)},
         "seconds": round(time.monotonic() - started, 3),
     }
+
+
+class ShardWriter:
+    """Writes messages into shard files of at most ``size`` lines; always at least one shard,
+    so that the mapped load has a task to run even when there is nothing to send."""
+
+    def __init__(self, stage: Staging, size: int) -> None:
+        self._stage, self._size = stage, size
+        self._stack = ExitStack()
+        self._out: JsonLinesWriter | None = None
+        self.shards = 0
+
+    def __enter__(self) -> ShardWriter:
+        self._next()
+        return self
+
+    def __exit__(self, *exc_info: object) -> bool:
+        self._stack.__exit__(*exc_info)
+        if exc_info[0] is None:
+            # Shards of an earlier attempt beyond this one's count are not this run's.
+            number = self.shards
+            while self._stage.exists(staging.messages_file(number)):
+                self._stage.remove(staging.messages_file(number))
+                number += 1
+        return False
+
+    def write_line(self, line: bytes) -> None:
+        if self._out.lines >= self._size:
+            self._next()
+        self._out.write_line(line)
+
+    def _next(self) -> None:
+        self._stack.close()
+        self._stack = ExitStack()
+        self._out = self._stack.enter_context(
+            self._stage.writer(staging.messages_file(self.shards)))
+        self.shards += 1
 
 
 def _companies(stage: Staging, rejects: JsonLinesWriter,

@@ -22,16 +22,19 @@ KEY = RunKey("moesif_to_segment", "scheduled__2026-11-25T01:00:00+00:00")
 
 def test_ledger_round_trips_batches_and_updates_a_retried_one(audit_url):
     store = AuditStore(audit_url)
-    store.record_batch(KEY, BatchEntry(1, "sent", 400, 470_000, 1, "m-1", "m-400"))
-    store.record_batch(KEY, BatchEntry(2, "failed", 10, 9_000, 6, "m-401", "m-410", "503"))
-    store.record_batch(KEY, BatchEntry(2, "sent", 10, 9_000, 2, "m-401", "m-410"))
+    store.record_batch(KEY, BatchEntry(0, 1, "sent", 400, 470_000, 1, "m-1", "m-400"))
+    store.record_batch(KEY, BatchEntry(0, 2, "failed", 10, 9_000, 6, "m-401", "m-410", "503"))
+    store.record_batch(KEY, BatchEntry(0, 2, "sent", 10, 9_000, 2, "m-401", "m-410"))
+    store.record_batch(KEY, BatchEntry(1, 1, "sent", 5, 3_000, 1, "m-411", "m-415"))
 
     ledger = store.ledger(KEY)
 
     assert ledger == {
-        1: BatchEntry(1, "sent", 400, 470_000, 1, "m-1", "m-400"),
-        2: BatchEntry(2, "sent", 10, 9_000, 2, "m-401", "m-410"),
+        (0, 1): BatchEntry(0, 1, "sent", 400, 470_000, 1, "m-1", "m-400"),
+        (0, 2): BatchEntry(0, 2, "sent", 10, 9_000, 2, "m-401", "m-410"),
+        (1, 1): BatchEntry(1, 1, "sent", 5, 3_000, 1, "m-411", "m-415"),
     }
+    assert list(store.ledger(KEY, 1)) == [(1, 1)]
     assert store.ledger(RunKey("moesif_to_segment", "other")) == {}
 
 

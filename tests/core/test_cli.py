@@ -71,14 +71,14 @@ def test_show_a_run_with_its_ledger(url):
         "mode              scheduled",
         "status            success"]
     assert "rejected_by_kind  {\"no_user_id\": 1}" in text
-    assert text.endswith("ledger\nbatch_no  status  messages  bytes  attempts  error\n"
-                         "1         sent    7         4000   2\n")
+    assert text.endswith("ledger\nshard  batch_no  status  messages  bytes  attempts  error\n"
+                         "0      1         sent    7         4000   2\n")
 
 
 def test_show_as_json(url):
     detail = json.loads(run(url, "show", SCHEDULED, "--format", "json"))
     assert detail["ledger"] == [{
-        "batch_no": 1, "status": "sent", "messages": 7, "bytes": 4000, "attempts": 2,
+        "shard": 0, "batch_no": 1, "status": "sent", "messages": 7, "bytes": 4000, "attempts": 2,
         "first_message_id": "moesif-segment-sync-aaa",
         "last_message_id": "moesif-segment-sync-ggg", "error": None,
         "finished_at": detail["ledger"][0]["finished_at"]}]

@@ -43,12 +43,17 @@ def extract_and_transform(run: Run, moesif: MoesifStandIn) -> dict:
     endpoint = Endpoint(moesif.url, MOESIF_KEY)
     summaries = {"extract_users": sync.extract_users(run, endpoint),
                  "extract_companies": sync.extract_companies(run, endpoint)}
-    summaries["transform"] = sync.transform(run)
+    summaries["shards"] = sync.transform(run)
     return summaries
 
 
-def staged_messages(run: Run) -> list[bytes]:
-    return list(run.staging().lines(staging.MESSAGES))
+def load_all(run: Run, segment: SegmentStandIn, shards: list[dict]) -> list[dict]:
+    return [sync.load(run, Endpoint(segment.url, WRITE_KEY), shard) for shard in shards]
+
+
+def staged_messages(run: Run, shards: int = 1) -> list[bytes]:
+    stage = run.staging()
+    return [line for shard in range(shards) for line in stage.lines(staging.messages_file(shard))]
 
 
 def test_the_transform_does_not_depend_on_the_chunk_size(tmp_path, servers):
@@ -79,7 +84,7 @@ def test_a_user_twice_in_the_staged_users_is_sent_once(tmp_path, servers):
     with stage.writer(staging.USERS_VIA_COMPANY) as out:
         out.write_line(users[0])
 
-    summary = sync.transform(run)
+    [summary] = sync.transform(run)
 
     assert summary["rejected_by_kind"]["duplicate"] == 1
     rejects = [orjson.loads(line) for line in stage.lines(staging.REJECTS)]
@@ -92,7 +97,7 @@ def test_a_refused_batch_stops_the_load_and_a_retry_resumes_after_the_last_sent(
                                                                                 servers):
     _, moesif, segment = servers
     run = make_run(tmp_path)
-    built = extract_and_transform(run, moesif)["transform"]
+    [built] = extract_and_transform(run, moesif)["shards"]
     segment.inject(400, after=2, body={"code": "invalid_request", "message": "simulated"})
 
     with pytest.raises(SegmentError, match="batch 3: simulated"):
@@ -101,8 +106,8 @@ def test_a_refused_batch_stops_the_load_and_a_retry_resumes_after_the_last_sent(
     store = AuditStore(run.audit_url)
     ledger = store.ledger(run.key)
     assert [(n, e.status) for n, e in sorted(ledger.items())] == [
-        (1, "sent"), (2, "sent"), (3, "failed")]
-    assert "simulated" in ledger[3].error
+        ((0, 1), "sent"), ((0, 2), "sent"), ((0, 3), "failed")]
+    assert "simulated" in ledger[0, 3].error
     delivered_before = len(segment.delivered)
 
     loaded = sync.load(run, Endpoint(segment.url, WRITE_KEY), built)
@@ -118,12 +123,12 @@ def test_a_forced_mismatch_fails_the_audit_and_says_so(tmp_path, servers):
     _, moesif, segment = servers
     run = make_run(tmp_path)
     summaries = extract_and_transform(run, moesif)
-    summaries["load"] = sync.load(run, Endpoint(segment.url, WRITE_KEY),
-                                  summaries["transform"])
-    summaries["load"]["sent"] -= 1
+    loads = load_all(run, segment, summaries["shards"])
+    loads[0]["sent"] -= 1
 
     with pytest.raises(AccountingError, match=r"\(\+1 unaccounted\)"):
-        sync.audit(run, summaries)
+        sync.audit(run, summaries["extract_users"], summaries["extract_companies"],
+                   summaries["shards"], loads)
 
     record = AuditStore(run.audit_url).run(run.key)
     assert record["status"] == "failed" and "does not add up" in record["error"]
@@ -138,5 +143,32 @@ def test_a_store_that_is_down_fails_the_load_before_sending(tmp_path, servers):
     broken = Run(**{**run.__dict__, "audit_url": "postgresql://u:p@127.0.0.1:1/none"})
 
     with pytest.raises(SyncError, match="audit store .* is unavailable"):
-        sync.load(broken, Endpoint(segment.url, WRITE_KEY), {"transform_id": "t"})
+        sync.load(broken, Endpoint(segment.url, WRITE_KEY), {"transform_id": "t", "shard": 0})
     assert segment.requests == []
+
+
+def test_shards_split_the_messages_and_their_loads_add_up(tmp_path, servers):
+    dataset, moesif, segment = servers
+    run = make_run(tmp_path, shard_size=100)
+    summaries = extract_and_transform(run, moesif)
+    shards = summaries["shards"]
+    built = len(dataset.users) - len(dataset.expected_rejects)
+    assert [shard["shard"] for shard in shards] == list(range(-(-built // 100)))
+    assert len(staged_messages(run, len(shards))) == built
+
+    loads = load_all(run, segment, shards)
+    report = sync.audit(run, summaries["extract_users"], summaries["extract_companies"],
+                        shards, loads)
+
+    assert (report["sent"], report["status"]) == (built, "success")
+    assert report["counts"]["shards"] == len(shards) and len(segment.delivered) == built
+
+
+def test_a_rerun_with_fewer_shards_removes_the_old_ones(tmp_path, servers):
+    _, moesif, _ = servers
+    run = make_run(tmp_path, shard_size=100)
+    extract_and_transform(run, moesif)
+    fewer = Run(**{**run.__dict__, "settings": load_settings(shard_size=10_000)})
+
+    assert [shard["shard"] for shard in sync.transform(fewer)] == [0]
+    assert not run.staging().exists(staging.messages_file(1))
