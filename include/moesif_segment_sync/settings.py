@@ -57,6 +57,9 @@ class SyncSettings(BaseSettings):
     compress_level: int = Field(1, ge=0, le=9, description="gzip level of staged files")
     max_rejected_share: float = Field(
         0.05, ge=0, le=1, description="fail a run whose rejected users exceed this share")
+    field_names: dict[str, str] = Field(
+        default_factory=dict, description="JSON: inferred Moesif field -> the account's name, "
+        'e.g. {"users.last_24h_agg_results": "rollup_24h"}')
     on_failure_callback: str = Field(
         "", description="'module:function' called with the Airflow context when a task fails")
 

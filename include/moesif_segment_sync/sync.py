@@ -22,6 +22,7 @@ from .audit import AuditStore, BatchEntry, RunKey, check_accounting, now
 from .errors import AccountingError, RejectThresholdError, SyncError
 from .extract import extract_companies as _extract_companies
 from .extract import extract_users as _extract_users
+from .fields import FieldNames
 from .moesif import MoesifClient
 from .segment import Batch, RateLimiter, SegmentSender, pack
 from .settings import SyncSettings
@@ -103,7 +104,8 @@ def transform(run: Run) -> list[dict]:
 @_stage
 def _transform_all(run: Run) -> dict:
     return _transform(run.staging(), default_timestamp=format_utc(run.window.end),
-                      chunk_size=run.settings.chunk_size, shard_size=run.settings.shard_size)
+                      chunk_size=run.settings.chunk_size, shard_size=run.settings.shard_size,
+                      fields=FieldNames.from_overrides(run.settings.field_names))
 
 
 @_stage

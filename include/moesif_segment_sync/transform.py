@@ -17,6 +17,7 @@ from contextlib import ExitStack
 import pandas as pd
 
 from . import staging
+from .fields import AS_INFERRED, FieldNames
 from .mapping import Identify, Rejected, RejectKind, company_traits, identify
 from .staging import JsonLinesWriter, Staging
 
@@ -25,7 +26,7 @@ COMPANY_FILES = (staging.COMPANIES, staging.USER_COMPANIES)
 
 
 def transform(stage: Staging, *, default_timestamp: str, chunk_size: int,
-              shard_size: int) -> dict:
+              shard_size: int, fields: FieldNames = AS_INFERRED) -> dict:
     """Stage messages (in shards of ``shard_size``) and rejects; return the counts the
     audit adds up and the number of shards."""
     started = time.monotonic()
@@ -35,13 +36,14 @@ def transform(stage: Staging, *, default_timestamp: str, chunk_size: int,
     seen_users: set[str] = set()
     considered = built = 0
     with ShardWriter(stage, shard_size) as messages, stage.writer(staging.REJECTS) as rejects:
-        companies, companies_rejected = _companies(stage, rejects, warnings)
+        companies, companies_rejected = _companies(stage, rejects, warnings, fields)
         for file, route in USER_FILES.items():
             for chunk in _chunks(stage.lines(file), chunk_size):
                 for record, lenient, company in _joined(chunk, companies):
                     considered += 1
                     routes[route] += 1
-                    outcome = identify(record, company, default_timestamp=default_timestamp,
+                    outcome = identify(fields.canonical("users", record), company,
+                                       default_timestamp=default_timestamp,
                                        warnings=warnings, strict_json=lenient)
                     if isinstance(outcome, Identify) and outcome.user_id in seen_users:
                         outcome = Rejected(RejectKind.DUPLICATE, "an earlier record of this run "
@@ -109,14 +111,14 @@ class ShardWriter:
         self.shards += 1
 
 
-def _companies(stage: Staging, rejects: JsonLinesWriter,
-               warnings: Counter) -> tuple[pd.DataFrame, int]:
+def _companies(stage: Staging, rejects: JsonLinesWriter, warnings: Counter,
+               fields: FieldNames) -> tuple[pd.DataFrame, int]:
     """Every staged company's traits, one row per company_id (the first staged wins)."""
     rows, rejected = [], 0
     for file in COMPANY_FILES:
         for line in stage.lines(file):
             record, lenient = _source(line)
-            traits = company_traits(record, warnings)
+            traits = company_traits(fields.canonical("companies", record), warnings)
             if isinstance(traits, Rejected):
                 rejected += 1
                 _reject(rejects, "company", traits, record, lenient, file)
