@@ -9,9 +9,9 @@ user comes once without holding every id in memory.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 
-from . import moesif, staging
+from . import moesif, privacy, staging
 from .moesif import MoesifClient
 from .staging import JsonLinesWriter, Staging
 from .window import Window
@@ -29,14 +29,15 @@ def extract_companies(client: MoesifClient, stage: Staging, window: Window, *,
 
 
 def extract_users(client: MoesifClient, stage: Staging, window: Window, *,
-                  full_refresh: bool, id_chunk_size: int) -> dict:
+                  full_refresh: bool, id_chunk_size: int,
+                  hash_fields: Collection[str] = ()) -> dict:
     """Stage the window's users, the users of its changed companies, and their other companies."""
     started = time.monotonic()
     referenced: set[str] = set()
     query = moesif.everything() if full_refresh else moesif.changed_in_window(*window.bounds)
     with stage.writer(staging.USERS) as out:
         referenced |= _copy_hits(client.search("users", query, label="changed in window"), out,
-                                 collect="company_id")
+                                 collect="company_id", hash_fields=hash_fields)
     in_window = out.lines
 
     changed_companies: set[str] = set()
@@ -48,7 +49,7 @@ def extract_users(client: MoesifClient, stage: Staging, window: Window, *,
         for ids in _chunks(sorted(changed_companies), id_chunk_size):
             query = moesif.members_of(ids, not_changed_in=window.bounds)
             referenced |= _copy_hits(client.search("users", query, label="of changed companies"),
-                                     out, collect="company_id")
+                                     out, collect="company_id", hash_fields=hash_fields)
     via_company = out.lines
 
     # On a full refresh extract_companies stages every company already.
@@ -63,12 +64,13 @@ def extract_users(client: MoesifClient, stage: Staging, window: Window, *,
 
 
 def _copy_hits(pages: Iterable[moesif.Page], out: JsonLinesWriter, *,
-               collect: str | None = None) -> set[str]:
-    """Write every hit as one line; return the values of ``collect`` seen in the records."""
+               collect: str | None = None, hash_fields: Collection[str] = ()) -> set[str]:
+    """Write every hit as one line (``hash_fields`` hashed first); return the values of
+    ``collect`` seen in the records."""
     seen: set[str] = set()
     for page in pages:
         for hit in page.hits:
-            out.write(hit, lenient=page.lenient_json)
+            out.write(privacy.hash_fields(hit, hash_fields), lenient=page.lenient_json)
         if collect:
             seen |= _ids(page.hits, collect)
     return seen

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ValidationError
 
 from . import DISTRIBUTION, __version__
 from .models import MoesifCompany, MoesifUser
+from .privacy import allowed_traits
 from .settings import SEGMENT_MAX_MESSAGE_BYTES
 from .values import BadValue, compact, first_present, is_absent, to_timestamp, trimmed
 
@@ -57,6 +58,17 @@ class Rejected:
     kind: RejectKind
     reason: str
     entity_id: str | None = None
+
+
+@dataclass(frozen=True)
+class TraitPolicy:
+    """Which top-level traits are sent (privacy.allowed_traits): all, by default."""
+
+    allow: tuple[str, ...] | list[str] = ()
+    deny: tuple[str, ...] | list[str] = ()
+
+
+ALL_TRAITS = TraitPolicy()
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,7 +194,8 @@ def _ttfhw_seconds(value: object, warnings: Counter) -> int | None:
 # ---------------------------------------------------------------- the message
 
 def identify(record: object, company: dict | None, *, default_timestamp: str,
-             warnings: Counter, strict_json: bool = False) -> Identify | Rejected:
+             warnings: Counter, strict_json: bool = False,
+             policy: TraitPolicy = ALL_TRAITS) -> Identify | Rejected:
     """Build one identify message.
 
     ``company`` is the joined company's traits, or None when the user has no
@@ -190,13 +203,14 @@ def identify(record: object, company: dict | None, *, default_timestamp: str,
     end) stands in for an absent or unparseable ``modified_time``.
     ``strict_json`` marks a record that only Python's lenient JSON parser
     could read (NaN, huge integers, lone surrogates): it is serialized by the
-    standard library, which refuses what JSON cannot carry.
+    standard library, which refuses what JSON cannot carry. ``policy`` says
+    which top-level traits may be sent.
     """
     user_id = _checked_id(record, "user_id")
     if isinstance(user_id, Rejected):
         return user_id
     user = _lenient(MoesifUser, record, warnings)
-    traits = _traits(user, company, warnings)
+    traits = allowed_traits(_traits(user, company, warnings), policy.allow, policy.deny)
     if "metadata" in traits and _trait_count(traits) >= MAX_TRAITS:
         warnings[Warn.TOO_MANY_TRAITS] += 1
     context = _context(user)

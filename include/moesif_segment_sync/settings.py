@@ -57,6 +57,13 @@ class SyncSettings(BaseSettings):
     compress_level: int = Field(1, ge=0, le=9, description="gzip level of staged files")
     max_rejected_share: float = Field(
         0.05, ge=0, le=1, description="fail a run whose rejected users exceed this share")
+    hash_fields: list[str] = Field(
+        default_factory=list, description='JSON list of user fields to SHA-256 as they are '
+        'extracted, e.g. ["email"] (top level and in metadata)')
+    trait_allow: list[str] = Field(
+        default_factory=list, description="JSON list: send only these top-level traits (and id)")
+    trait_deny: list[str] = Field(
+        default_factory=list, description="JSON list: never send these top-level traits")
     field_names: dict[str, str] = Field(
         default_factory=dict, description="JSON: inferred Moesif field -> the account's name, "
         'e.g. {"users.last_24h_agg_results": "rollup_24h"}')

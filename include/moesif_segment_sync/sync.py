@@ -23,6 +23,7 @@ from .errors import AccountingError, RejectThresholdError, SyncError
 from .extract import extract_companies as _extract_companies
 from .extract import extract_users as _extract_users
 from .fields import FieldNames
+from .mapping import TraitPolicy
 from .moesif import MoesifClient
 from .segment import Batch, RateLimiter, SegmentSender, pack
 from .settings import SyncSettings
@@ -85,7 +86,8 @@ def extract_users(run: Run, moesif: Endpoint) -> dict:
     with _moesif(run, moesif) as client:
         return _extract_users(client, run.staging(), run.window,
                               full_refresh=run.params.full_refresh,
-                              id_chunk_size=run.settings.id_chunk_size)
+                              id_chunk_size=run.settings.id_chunk_size,
+                              hash_fields=run.settings.hash_fields)
 
 
 @_stage
@@ -105,7 +107,8 @@ def transform(run: Run) -> list[dict]:
 def _transform_all(run: Run) -> dict:
     return _transform(run.staging(), default_timestamp=format_utc(run.window.end),
                       chunk_size=run.settings.chunk_size, shard_size=run.settings.shard_size,
-                      fields=FieldNames.from_overrides(run.settings.field_names))
+                      fields=FieldNames.from_overrides(run.settings.field_names),
+                      policy=TraitPolicy(run.settings.trait_allow, run.settings.trait_deny))
 
 
 @_stage

@@ -18,7 +18,15 @@ import pandas as pd
 
 from . import staging
 from .fields import AS_INFERRED, FieldNames
-from .mapping import Identify, Rejected, RejectKind, company_traits, identify
+from .mapping import (
+    ALL_TRAITS,
+    Identify,
+    Rejected,
+    RejectKind,
+    TraitPolicy,
+    company_traits,
+    identify,
+)
 from .staging import JsonLinesWriter, Staging
 
 USER_FILES = {staging.USERS: "window", staging.USERS_VIA_COMPANY: "company"}
@@ -26,7 +34,8 @@ COMPANY_FILES = (staging.COMPANIES, staging.USER_COMPANIES)
 
 
 def transform(stage: Staging, *, default_timestamp: str, chunk_size: int,
-              shard_size: int, fields: FieldNames = AS_INFERRED) -> dict:
+              shard_size: int, fields: FieldNames = AS_INFERRED,
+              policy: TraitPolicy = ALL_TRAITS) -> dict:
     """Stage messages (in shards of ``shard_size``) and rejects; return the counts the
     audit adds up and the number of shards."""
     started = time.monotonic()
@@ -44,7 +53,8 @@ def transform(stage: Staging, *, default_timestamp: str, chunk_size: int,
                     routes[route] += 1
                     outcome = identify(fields.canonical("users", record), company,
                                        default_timestamp=default_timestamp,
-                                       warnings=warnings, strict_json=lenient)
+                                       warnings=warnings, strict_json=lenient,
+                                       policy=policy)
                     if isinstance(outcome, Identify) and outcome.user_id in seen_users:
                         outcome = Rejected(RejectKind.DUPLICATE, "an earlier record of this run "
                                            "has the same user_id", outcome.user_id)
