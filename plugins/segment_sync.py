@@ -148,9 +148,10 @@ def chart(runs: list[history.RunRow], width: int = 900, height: int = 160) -> st
         return ""
     peak = max(max(r.sent + r.would_send, r.rejected) for r in ordered) or 1
     slot = width / len(ordered)
-    bar = max(1.0, slot / 2 - 1)
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height + 20}" '
-             f'role="img" aria-label="sent and rejected per run">']
+    bar = min(24.0, max(1.0, slot / 2 - 1))
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height + 20}" '
+             f'role="img" aria-label="sent and rejected per run">',
+             f'<text x="{width}" y="12" text-anchor="end">max {peak:,}</text>']
     for index, item in enumerate(ordered):
         x = index * slot
         for offset, value, css in ((0, item.sent + item.would_send, "sent"),

@@ -46,13 +46,34 @@ def airflow_home() -> Path:
     return Path(os.environ.get("AIRFLOW_HOME", Path.home() / "airflow"))
 
 
-def _connection(conn_id: str):  # noqa: ANN202 - an Airflow Connection
+def _find_connection(conn_id: str):  # noqa: ANN202 - an Airflow Connection or None
+    """A connection from wherever Airflow keeps it. Inside a task the SDK asks the
+    supervisor; outside one (the CLI, the api-server's plugin) it only sees environment
+    variables and secrets backends, so the metadata database is asked as well."""
     try:
         return BaseHook.get_connection(conn_id)
     except AirflowNotFoundException:
+        pass
+    try:
+        from airflow.models.connection import Connection
+    except ImportError:  # a worker with only the task SDK
+        return None
+    try:
+        return Connection.get_connection_from_secrets(conn_id)
+    except AirflowNotFoundException:
+        return None
+    except Exception as exc:  # noqa: BLE001 - no metadata database here (a bare CLI)
+        log.debug("metadata database not consulted for %s: %s", conn_id, exc)
+        return None
+
+
+def _connection(conn_id: str):  # noqa: ANN202 - an Airflow Connection
+    conn = _find_connection(conn_id)
+    if conn is None:
         raise ConfigError(
             f"Airflow connection {conn_id!r} is not set: add it under Admin > Connections, or "
-            f"export AIRFLOW_CONN_{conn_id.upper()}='{_EXAMPLES[conn_id]}'") from None
+            f"export AIRFLOW_CONN_{conn_id.upper()}='{_EXAMPLES[conn_id]}'")
+    return conn
 
 
 def _base_url(conn, conn_id: str) -> str:  # noqa: ANN001
@@ -88,9 +109,8 @@ def segment_endpoint() -> Endpoint:
 
 def audit_url() -> str:
     """The audit store's SQLAlchemy URL: the optional connection, else SQLite in AIRFLOW_HOME."""
-    try:
-        conn = BaseHook.get_connection(AUDIT_CONN_ID)
-    except AirflowNotFoundException:
+    conn = _find_connection(AUDIT_CONN_ID)
+    if conn is None:
         return f"sqlite:///{airflow_home() / 'moesif_segment_audit.db'}"
     extra = conn.extra_dejson or {}
     if extra.get("sqlalchemy_url"):

@@ -4,10 +4,13 @@
                                              [--mode M] [--limit N] [--format table|json|csv]
     python -m moesif_segment_sync audit show RUN_ID [--format table|json]
     python -m moesif_segment_sync audit rejects RUN_ID [--limit N] [--format table|json|csv]
+    python -m moesif_segment_sync doctor [--send-test] [--budget N] [--format text|json]
 
 The store is ``--url``, else ``$MOESIF_SEGMENT_AUDIT_URL``, else the DAG's
 own (the Airflow connection ``moesif_segment_audit``, or SQLite under
-``AIRFLOW_HOME``).
+``AIRFLOW_HOME``). ``doctor`` needs no store: it checks the connections
+``moesif_default`` and ``segment_default`` against the real APIs
+(``doctor.py``) and exits 1 when a check fails.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ DAG_ID = "moesif_to_segment"
 
 def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
     args = _parser().parse_args(argv)
+    if args.area == "doctor":
+        return _doctor(args, out)
     try:
         store = AuditStore(args.url or _default_url())
         try:
@@ -77,7 +82,35 @@ def _parser() -> argparse.ArgumentParser:
     rejects.add_argument("--limit", type=int, default=1000)
     rejects.add_argument("--format", choices=("table", "json", "csv"), default="table")
     rejects.set_defaults(command=_rejects)
+
+    doctor = commands.add_parser(
+        "doctor", help="check the Moesif and Segment connections against the real accounts",
+        description="Checks moesif_default and segment_default as the DAG reads them: the key "
+        "and its scopes, the account's fields against the mapping, the page size, and the "
+        "Segment host's region. Exits 1 when a check fails.")
+    doctor.add_argument("--send-test", action="store_true",
+                        help="POST one empty batch to Segment's /v1/batch (changes nothing)")
+    doctor.add_argument("--budget", type=_positive, default=None,
+                        help="most requests to Moesif (default: MOESIF_SEGMENT_DOCTOR_BUDGET, 20)")
+    doctor.add_argument("--format", choices=("text", "json"), default="text")
     return parser
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _doctor(args: argparse.Namespace, out: TextIO) -> int:
+    from . import doctor
+    from .airflow_bridge import moesif_endpoint, segment_endpoint  # the DAG's own connections
+
+    report = doctor.run(resolve_moesif=moesif_endpoint, resolve_segment=segment_endpoint,
+                        send_test=args.send_test, budget=args.budget)
+    out.write(doctor.render_json(report) if args.format == "json" else doctor.render_text(report))
+    return 1 if report.failed else 0
 
 
 def _runs(args: argparse.Namespace, store: AuditStore, out: TextIO) -> None:

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import orjson
 import requests
@@ -22,6 +22,9 @@ from .errors import MoesifError, TransientHTTPError
 from .retry import build_retrying, parse_retry_after
 from .settings import SyncSettings
 from .values import format_utc
+
+if TYPE_CHECKING:
+    import tenacity
 
 log = logging.getLogger(__name__)
 
@@ -156,12 +159,43 @@ class MoesifClient:
                      page.total if page.total is not None else "?", rate)
             yield page
 
-    def _post(self, path: str, body: dict, page_no: int) -> Page:
+    def get_json(self, path: str) -> Any:
+        """One GET answered with JSON (an entity by id, a mapping), returned whole.
+
+        For callers that inspect what Moesif answers (the doctor): the same
+        retries, errors and redaction as a search page.
+        """
+        return self._request_json("GET", path, None)
+
+    def post_json(self, path: str, body: dict) -> Any:
+        """One POST answered with JSON, returned whole: a search's shape, not just its hits."""
+        return self._request_json("POST", path, orjson.dumps(body))
+
+    def _retrying(self, what: str) -> tenacity.Retrying:
         settings = self._settings
-        retrying = build_retrying(
-            what=f"Moesif POST {path} page {page_no}", max_attempts=settings.max_attempts,
+        return build_retrying(
+            what=what, max_attempts=settings.max_attempts,
             backoff_initial=settings.backoff_initial, backoff_max=settings.backoff_max,
             rate_limit_jitter=settings.rate_limit_jitter, sleep=self._sleep, clock=self._clock)
+
+    def _request_json(self, method: str, path: str, body: bytes | None) -> Any:
+        return self._retrying(f"Moesif {method} {path}")(self._request_json_once, method, path,
+                                                         body)
+
+    def _request_json_once(self, method: str, path: str, body: bytes | None) -> Any:
+        self.requests_made += 1
+        response = self._session.request(method, self.base_url + path, data=body,
+                                         timeout=self._settings.http_timeout)
+        where = f"{method} {path}"
+        self._raise_for_status(response, where)
+        try:
+            return json.loads(response.content)
+        except ValueError as exc:
+            raise TransientHTTPError(f"Moesif answered a body that is not JSON on {where} "
+                                     f"({exc})") from None
+
+    def _post(self, path: str, body: dict, page_no: int) -> Page:
+        retrying = self._retrying(f"Moesif POST {path} page {page_no}")
         return retrying(self._post_once, path, orjson.dumps(body), page_no)
 
     def _post_once(self, path: str, body: bytes, page_no: int) -> Page:
@@ -169,6 +203,11 @@ class MoesifClient:
         response = self._session.post(self.base_url + path, data=body,
                                       timeout=self._settings.http_timeout)
         where = f"POST {path} page {page_no}"
+        self._raise_for_status(response, where)
+        return self._page(response.content, where)
+
+    def _raise_for_status(self, response: requests.Response, where: str) -> None:
+        """Retryable answers as ``TransientHTTPError``, other errors as ``MoesifError``."""
         if response.status_code == 429:
             raise TransientHTTPError(f"Moesif answered 429 (rate limited) on {where}", status=429,
                                      retry_after=parse_retry_after(
@@ -179,7 +218,6 @@ class MoesifClient:
         if response.status_code != 200:
             raise MoesifError(response.status_code, self._message(response), endpoint=where,
                               hint=_HINTS.get(response.status_code, ""))
-        return self._page(response.content, where)
 
     def _page(self, content: bytes, where: str) -> Page:
         lenient = False

@@ -67,6 +67,8 @@ class SyncSettings(BaseSettings):
     field_names: dict[str, str] = Field(
         default_factory=dict, description="JSON: inferred Moesif field -> the account's name, "
         'e.g. {"users.last_24h_agg_results": "rollup_24h"}')
+    doctor_budget: int = Field(
+        20, ge=1, le=1000, description="most requests `doctor` sends to Moesif in one run")
     on_failure_callback: str = Field(
         "", description="'module:function' called with the Airflow context when a task fails")
 

@@ -1,0 +1,409 @@
+"""The run history in a real browser: headless Chromium, through chromedriver, against
+`airflow standalone` (issue 5).
+
+Seeds an audit store with the three runs of ``tests.history_seed``, starts Airflow with that
+store, signs in through Airflow's own login page as a person would, then checks on screen:
+
+- the "Segment sync" entry of Airflow's navigation: the plugin's history page inside Airflow's
+  iframe, with the three runs and their counts, and one run opened from it (also as a deep
+  link, ``/plugin/segment-sync/<the page's own path>``);
+- the plugin's run page on its own (``/segment-sync/ui/runs/<run id>``): counts, the batch
+  ledger, the reject and its raw record;
+- the "Segment sync audit" tab of a DAG run in Airflow's UI.
+
+Screenshots of each page go to ``tests/artifacts/`` (and ``FAILED-<test>.png`` / ``.html``
+when a test fails). Needs Debian's ``chromium`` and ``chromium-driver`` and the ``selenium``
+package: without them the tests fail (CI installs them), they do not skip.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from pathlib import Path
+from urllib.parse import quote, unquote, urlsplit
+
+import orjson
+import pytest
+
+from tests.airflow_server import DAG_ID, Airflow, standalone
+from tests.history_seed import BACKFILL, MANUAL, SCHEDULED, seed
+
+try:
+    from selenium import webdriver
+    from selenium.common.exceptions import (
+        NoSuchElementException,
+        StaleElementReferenceException,
+        TimeoutException,
+        WebDriverException,
+    )
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.remote.webdriver import WebDriver
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+except ImportError as error:  # reported by the `browser` fixture as a failure, not a skip
+    SELENIUM_MISSING: ImportError | None = error
+else:
+    SELENIUM_MISSING = None
+
+pytestmark = [pytest.mark.airflow, pytest.mark.timeout(300)]
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
+WAIT_SECONDS = 30
+WINDOW = (1400, 1000)
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                  "--no-first-run", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync",
+                  "--disable-dev-shm-usage", f"--window-size={WINDOW[0]},{WINDOW[1]}"]
+
+# What the history table shows for each seeded run, by column heading.
+EXPECTED_ROWS = {
+    MANUAL: {"window": "2026-11-25 02:00 → 2026-11-25 03:00", "mode": "manual (dry run)",
+             "status": "failed", "considered": "4", "sent": "3", "unchanged": "0",
+             "rejected": "1", "batches": "1", "duration": "2.0 s", "run": MANUAL},
+    SCHEDULED: {"window": "2026-11-25 00:00 → 2026-11-25 01:00", "mode": "scheduled",
+                "status": "success", "considered": "10", "sent": "7", "unchanged": "2",
+                "rejected": "1", "batches": "1", "duration": "4.5 s", "run": SCHEDULED},
+    BACKFILL: {"window": "2026-11-24 00:00 → 2026-11-24 01:00", "mode": "backfill",
+               "status": "success", "considered": "5", "sent": "5", "unchanged": "0",
+               "rejected": "0", "batches": "1", "duration": "3.0 s", "run": BACKFILL},
+}
+SCHEDULED_COUNTS = {"considered": "10", "sent": "7", "unchanged": "2", "rejected": "1"}
+SCHEDULED_LEDGER = {"batch": "1", "status": "sent", "messages": "7", "bytes": "4000",
+                    "attempts": "2", "error": ""}
+SCHEDULED_REJECT = {"entity": "user", "id": "(none)", "kind": "no_user_id",
+                    "reason": "user_id is blank"}
+MANUAL_COUNTS = {"considered": "4", "sent": "3", "unchanged": "0", "rejected": "1"}
+MANUAL_ERROR = "1 of 4 users rejected (25.0%), over the 5.0% threshold"
+
+# The rows of a table as {heading: visible text}; columns are found by heading, not position.
+TABLE_JS = """
+const table = document.querySelector(arguments[0]);
+if (!table) return null;
+const heads = [...table.querySelectorAll('thead th')].map(th => th.innerText.trim());
+return [...table.querySelectorAll('tbody tr')].map(tr => {
+  const cells = [...tr.querySelectorAll('td')].map(td => td.innerText.trim());
+  const row = {};
+  if (cells.length === heads.length) heads.forEach((h, i) => { row[h] = cells[i]; });
+  else row['_text'] = tr.innerText.trim();
+  row['_run_id'] = tr.dataset.runId || null;
+  return row;
+});
+"""
+COUNTS_JS = """
+return Object.fromEntries([...document.querySelectorAll('[data-count]')]
+  .map(el => [el.dataset.count, el.innerText.trim()]));
+"""
+
+
+# ---------------------------------------------------------------- fixtures
+
+def _require_browser() -> None:
+    problems = [f"{path} is missing (Debian package {package}: "
+                f"`apt-get install -y chromium chromium-driver`)"
+                for path, package in ((CHROMIUM, "chromium"), (CHROMEDRIVER, "chromium-driver"))
+                if not os.access(path, os.X_OK)]
+    if SELENIUM_MISSING is not None:
+        problems.append(f"the selenium package is missing ({SELENIUM_MISSING}): "
+                        f"install requirements-dev.txt into .venv")
+    if problems:
+        pytest.fail("the browser tests need headless Chromium, chromedriver and selenium:\n  "
+                    + "\n  ".join(problems), pytrace=False)
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    """Headless Chromium with a fresh profile and no background networking."""
+    _require_browser()
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in CHROMIUM_FLAGS:
+        options.add_argument(flag)
+    options.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}")
+    service = Service(str(CHROMEDRIVER),
+                      log_output=str(tmp_path_factory.mktemp("chromedriver") / "log"))
+    try:
+        driver = webdriver.Chrome(service=service, options=options)
+    except WebDriverException as error:
+        pytest.fail(f"chromedriver could not start {CHROMIUM}: {error.msg}", pytrace=False)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+@pytest.fixture(scope="module")
+def airflow(browser, tmp_path_factory):
+    """`airflow standalone` reading a seeded audit store, with the DAG paused and one DAG run
+    (MANUAL, queued: a paused DAG runs nothing) for the run page's tab."""
+    root = tmp_path_factory.mktemp("history-ui")
+    url = f"sqlite:///{root / 'audit.db'}"
+    staging_root = (root / "staging").as_uri()
+    seed(url, staging_root=staging_root)
+    connection = orjson.dumps({"conn_type": "generic", "extra": {"sqlalchemy_url": url}})
+    with standalone(root / "airflow", AIRFLOW_CONN_MOESIF_SEGMENT_AUDIT=connection.decode(),
+                    MOESIF_SEGMENT_STAGING_ROOT=staging_root) as server:
+        assert server.api("GET", f"/api/v2/dags/{DAG_ID}")["is_paused"], \
+            "the DAG must stay paused: a run of it would write to the seeded store"
+        _trigger(server, MANUAL, "2026-11-25T03:10:00Z")
+        yield server
+
+
+def _trigger(server: Airflow, run_id: str, logical_date: str) -> None:
+    """A queued DAG run with the seeded run's id (Airflow reserves scheduled__ ids, so only
+    the manual one can be made); SQLite may answer 503 while the scheduler holds it."""
+    body = {"dag_run_id": run_id, "logical_date": logical_date}
+    deadline = time.monotonic() + 30
+    while True:
+        response = server.session.post(f"{server.base}/api/v2/dags/{DAG_ID}/dagRuns",
+                                       json=body, timeout=30)
+        if response.status_code != 503 or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert response.ok, f"trigger {run_id}: {response.status_code} {response.text[:500]}"
+
+
+@pytest.fixture(scope="module")
+def ui(browser, airflow):
+    """The browser, signed in through Airflow's login page as admin/admin."""
+    base = airflow.base
+    # Before signing in, the plugin's page gives nothing away.
+    browser.get(f"{base}/segment-sync/ui/")
+    assert SCHEDULED not in browser.page_source, "the history page answered without a session"
+
+    browser.get(f"{base}/")
+    wait(browser).until(ec.url_contains("/auth/login"),
+                        "Airflow did not send an anonymous visitor to its login page")
+    username = wait(browser).until(ec.visibility_of_element_located((By.NAME, "username")),
+                                   "no username field on the login page")
+    screenshot(browser, "01-login")
+    username.send_keys("admin")
+    browser.find_element(By.NAME, "password").send_keys("admin")
+    wait(browser).until(ec.element_to_be_clickable((By.CSS_SELECTOR, "button[type=submit]")),
+                        "the Sign in button stayed disabled").click()
+    wait(browser).until(lambda d: "/auth/login" not in d.current_url
+                        and d.get_cookie("_token") is not None,
+                        "signing in as admin/admin did not leave the login page")
+    wait(browser).until(ec.element_to_be_clickable(
+        (By.CSS_SELECTOR, 'a[aria-label="Segment sync"]')),
+        "no 'Segment sync' entry in Airflow's navigation after signing in")
+    screenshot(browser, "02-home")
+    return Session(browser, base, airflow)
+
+
+@pytest.fixture(autouse=True)
+def screenshot_on_failure(request):
+    yield
+    report = getattr(request.node, "report_call", None)
+    if report is None or not report.failed or "browser" not in request.fixturenames:
+        return
+    driver = request.getfixturevalue("browser")
+    name = f"FAILED-{request.node.name}"
+    try:
+        driver.switch_to.default_content()
+        screenshot(driver, name)
+        (ARTIFACTS / f"{name}.html").write_text(driver.page_source)
+    except WebDriverException:
+        pass
+
+
+class Session:
+    """The signed-in browser and the Airflow it talks to."""
+
+    def __init__(self, driver: WebDriver, base: str, airflow: Airflow) -> None:
+        self.driver, self.base, self.airflow = driver, base, airflow
+
+    def open(self, path: str) -> None:
+        self.driver.switch_to.default_content()
+        self.driver.get(self.base + path)
+
+    def enter_iframe(self, title: str) -> None:
+        """Switch into Airflow's iframe for an external view, once the plugin page is in it."""
+        self.driver.switch_to.default_content()
+        wait(self.driver).until(ec.frame_to_be_available_and_switch_to_it(
+            (By.CSS_SELECTOR, f'iframe[title="{title}"]')),
+            f"no iframe titled {title!r} in Airflow's page {self.driver.current_url}")
+
+
+# ---------------------------------------------------------------- helpers
+
+def wait(driver: WebDriver, seconds: float = WAIT_SECONDS) -> WebDriverWait:
+    return WebDriverWait(driver, seconds, poll_frequency=0.2,
+                         ignored_exceptions=(NoSuchElementException,
+                                             StaleElementReferenceException))
+
+
+def screenshot(driver: WebDriver, name: str) -> Path:
+    path = ARTIFACTS / f"{name}.png"
+    assert driver.save_screenshot(str(path)), f"could not save {path}"
+    return path
+
+
+def table(driver: WebDriver, selector: str) -> list[dict]:
+    rows = driver.execute_script(TABLE_JS, selector)
+    assert rows is not None, f"no table {selector} on {driver.current_url}"
+    return rows
+
+
+def wait_for_table(driver: WebDriver, selector: str, rows: int) -> list[dict]:
+    found: list[dict] = []
+
+    def ready(d: WebDriver) -> bool:
+        nonlocal found
+        found = d.execute_script(TABLE_JS, selector) or []
+        return len(found) == rows and all(len(row) > 2 for row in found)
+
+    try:
+        wait(driver).until(ready)
+    except TimeoutException:
+        pytest.fail(f"expected {rows} rows in {selector} on {driver.current_url}, "
+                    f"saw {found!r}", pytrace=False)
+    return found
+
+
+def subset(row: dict, expected: dict) -> dict:
+    return {key: row.get(key) for key in expected}
+
+
+def check_scheduled_run_page(driver: WebDriver) -> None:
+    """The SCHEDULED run's page: counts, the batch ledger, the reject and its raw record."""
+    heading = wait(driver).until(ec.visibility_of_element_located((By.TAG_NAME, "h1")),
+                                 f"no heading on {driver.current_url}")
+    assert heading.text == f"{SCHEDULED} success"
+    assert driver.execute_script(COUNTS_JS) == SCHEDULED_COUNTS
+    [batch] = table(driver, "#ledger")
+    assert subset(batch, SCHEDULED_LEDGER) == SCHEDULED_LEDGER, batch
+    assert driver.find_element(By.XPATH, "//h2[starts-with(., 'Rejects')]").text == "Rejects (1)"
+    [reject] = table(driver, "#rejects")
+    assert subset(reject, SCHEDULED_REJECT) == SCHEDULED_REJECT, reject
+    raw = driver.find_element(By.CSS_SELECTOR, "#rejects details pre")
+    assert not raw.is_displayed(), "the raw record should be folded until asked for"
+    driver.find_element(By.CSS_SELECTOR, "#rejects details summary").click()
+    wait(driver).until(ec.visibility_of(raw), "the raw record did not unfold")
+    assert raw.text == '{"user_id":"  ","email":"x@example.com"}'
+    links = {a.text: a.get_attribute("href") for a in driver.find_elements(
+        By.CSS_SELECTOR, "a[href*='/export/']")}
+    assert len(links) == 2 and all(quote(SCHEDULED, safe="") in href
+                                   for href in links.values()), links
+
+
+def iframe_fit(driver: WebDriver, title: str) -> dict:
+    """How tall Airflow made the iframe and how tall its page is (for the report)."""
+    driver.switch_to.default_content()
+    frame = driver.find_element(By.CSS_SELECTOR, f'iframe[title="{title}"]')
+    outer = {"iframe_height": frame.size["height"], "iframe_width": frame.size["width"],
+             "viewport_height": driver.execute_script("return window.innerHeight")}
+    driver.switch_to.frame(frame)
+    outer["page_height"] = driver.execute_script(
+        "return document.documentElement.scrollHeight")
+    outer["page_width"] = driver.execute_script("return document.documentElement.scrollWidth")
+    return outer
+
+
+# ---------------------------------------------------------------- tests
+
+def test_history_in_airflows_navigation(ui):
+    driver = ui.driver
+    ui.open("/")
+    wait(driver).until(ec.element_to_be_clickable(
+        (By.CSS_SELECTOR, 'a[aria-label="Segment sync"]'))).click()
+    wait(driver).until(lambda d: urlsplit(d.current_url).path.startswith("/plugin/segment-sync"),
+                       "the navigation entry did not open /plugin/segment-sync")
+    ui.enter_iframe("Segment sync")
+
+    rows = wait_for_table(driver, "#runs", rows=3)
+    assert [row["_run_id"] for row in rows] == [MANUAL, SCHEDULED, BACKFILL], \
+        "runs are not newest window first"
+    for row in rows:
+        expected = EXPECTED_ROWS[row["_run_id"]]
+        assert subset(row, expected) == expected, row
+    heading = driver.find_element(By.TAG_NAME, "h1").text
+    assert "(3 runs of moesif_to_segment)" in heading, heading
+    chart = driver.find_element(By.CSS_SELECTOR, "svg[aria-label='sent and rejected per run']")
+    assert chart.is_displayed()
+    assert len(chart.find_elements(By.CSS_SELECTOR, "rect.sent")) == 3
+    assert len(chart.find_elements(By.CSS_SELECTOR, "rect.rejected")) == 3
+    fit = iframe_fit(driver, "Segment sync")
+    driver.switch_to.default_content()
+    screenshot(driver, "03-history-in-airflow")
+    assert fit["iframe_height"] > 300 and fit["iframe_width"] > 800, fit
+
+    # A run opened from the list stays inside Airflow: the iframe navigates and Airflow
+    # mirrors its path into the address bar (/plugin/segment-sync/<the page's path>).
+    ui.enter_iframe("Segment sync")
+    driver.find_element(By.CSS_SELECTOR, f'tr[data-run-id="{SCHEDULED}"] td a').click()
+    wait(driver).until(ec.presence_of_element_located((By.ID, "counts")),
+                       "the run page did not open in the iframe")
+    check_scheduled_run_page(driver)
+    driver.switch_to.default_content()
+    run_path = f"/plugin/segment-sync/segment-sync/ui/runs/{SCHEDULED}"
+    wait(driver).until(lambda d: unquote(urlsplit(d.current_url).path) == run_path,
+                       f"Airflow's address bar did not follow the iframe to {run_path}")
+    screenshot(driver, "04-run-in-airflow")
+
+    # That address is a working deep link.
+    driver.refresh()
+    ui.enter_iframe("Segment sync")
+    wait(driver).until(ec.presence_of_element_located((By.ID, "counts")),
+                       f"the deep link {run_path} did not open the run page")
+    assert driver.execute_script(COUNTS_JS) == SCHEDULED_COUNTS
+
+
+def test_the_plugins_run_page(ui):
+    driver = ui.driver
+    ui.open(f"/segment-sync/ui/runs/{quote(SCHEDULED, safe='')}")
+    check_scheduled_run_page(driver)
+    screenshot(driver, "05-run-page")
+    # The back link leaves any iframe (a DAG run's tab included) for Airflow's history page.
+    driver.find_element(By.LINK_TEXT, "← run history").click()
+    wait(driver).until(lambda d: d.current_url.endswith("/plugin/segment-sync"))
+    ui.enter_iframe("Segment sync")
+    wait_for_table(driver, "#runs", rows=3)
+
+
+def test_the_dag_runs_segment_sync_audit_tab(ui):
+    driver = ui.driver
+    ui.open(f"/dags/{DAG_ID}/runs/{quote(MANUAL, safe='')}")
+    tab = wait(driver).until(ec.element_to_be_clickable(
+        (By.CSS_SELECTOR, 'a[title="Segment sync audit"]')),
+        "no 'Segment sync audit' tab on the DAG run's page")
+    tab.click()
+    wait(driver).until(ec.url_matches(r"/plugin/segment-sync-run/?$"),
+                       "the tab did not open .../plugin/segment-sync-run")
+    ui.enter_iframe("Segment sync audit")
+    heading = wait(driver).until(ec.visibility_of_element_located((By.TAG_NAME, "h1")),
+                                 "the audit tab's iframe stayed empty")
+    assert heading.text == f"{MANUAL} failed"
+    assert driver.execute_script(COUNTS_JS) == MANUAL_COUNTS
+    labels = [dt.text for dt in driver.find_elements(By.CSS_SELECTOR, "#counts dt")]
+    assert "would send" in labels, labels  # a dry run
+    assert driver.find_element(By.CSS_SELECTOR, "p.failed").text == MANUAL_ERROR
+    ledger = table(driver, "#ledger")
+    assert [row.get("_text") for row in ledger] == ["No batches (nothing to send)."], ledger
+    assert table(driver, "#rejects")[0].get("_text") == "No rejects."
+    src = driver.execute_script("return location.pathname + location.search")
+    assert src == f"/segment-sync/ui/runs/{quote(MANUAL, safe='')}?dag_id={DAG_ID}", src
+    fit = iframe_fit(driver, "Segment sync audit")
+    driver.switch_to.default_content()
+    screenshot(driver, "06-dag-run-tab")
+    assert fit["iframe_height"] > 200, f"the audit tab's iframe is too short to use: {fit}"
+
+
+def test_the_browser_is_offline_friendly(ui):
+    """The pages load nothing from outside this Airflow (they must work with no internet)."""
+    driver = ui.driver
+    for path in ("/segment-sync/ui/", f"/segment-sync/ui/runs/{quote(SCHEDULED, safe='')}"):
+        ui.open(path)
+        wait(driver).until(ec.presence_of_element_located((By.TAG_NAME, "h1")))
+        urls = driver.execute_script(
+            "return [...document.querySelectorAll('[src],link[href],script[src]')]"
+            ".map(e => e.src || e.href)")
+        foreign = [u for u in urls if u and not u.startswith(ui.base)
+                   and not re.match(r"^(data|about|blob):", u)]
+        assert foreign == [], f"{path} loads {foreign}"
+
