@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test e2e doctor bench soak lint airflow lock clean
+.PHONY: demo test e2e e2e-celery doctor bench soak lint airflow lock clean
 
 $(STAMP): requirements.txt requirements-dev.txt requirements-lock.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,10 @@ test: $(STAMP)  ## the whole test suite
 
 e2e: $(STAMP)  ## a 3-day backfill through airflow standalone's real scheduler (also in `make test`)
 	$(BIN)/python -m pytest tests/e2e
+
+e2e-celery: $(STAMP)  ## the docker-compose topology without Docker: PostgreSQL, Redis, CeleryExecutor, two workers, a 2-day backfill (also in `make test`)
+	command -v redis-server >/dev/null || (apt-get update && apt-get install -y redis-server)
+	$(BIN)/python -m pytest tests/celery
 
 doctor: $(STAMP)  ## check moesif_default / segment_default against the real accounts (ARGS="--send-test --format json")
 	$(BIN)/python -m moesif_segment_sync doctor $(ARGS)
