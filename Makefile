@@ -29,6 +29,9 @@ e2e-celery: $(STAMP)  ## the docker-compose topology without Docker: PostgreSQL,
 doctor: $(STAMP)  ## check moesif_default / segment_default against the real accounts (ARGS="--send-test --format json")
 	$(BIN)/python -m moesif_segment_sync doctor $(ARGS)
 
+soak: $(STAMP)  ## 20 windows with random faults at both stand-ins; writes its figures to docs/RELIABILITY.md
+	$(BIN)/python -m pytest -m soak tests/reliability
+
 lint: $(STAMP)
 	$(BIN)/ruff check dags include plugins sandbox tests
 

@@ -22,9 +22,8 @@ import binascii
 import threading
 from typing import Any
 
-import orjson
-
 from ._http import HttpError, Request, Response, StandInServer, json_response, serve_until_signalled
+from ._json import dumps_exact, loads_lenient
 
 MAX_BODY_BYTES = 512_000
 MAX_MESSAGE_BYTES = 32_768
@@ -76,14 +75,14 @@ class SegmentStandIn(StandInServer):
         """messageId -> message, first copy of each messageId, in arrival order."""
         with self._state_lock:
             items = list(self._delivered.items())
-        return {message_id: orjson.loads(blob) for message_id, blob in items}
+        return {message_id: loads_lenient(blob) for message_id, blob in items}
 
     @property
     def accepted(self) -> list[dict[str, Any]]:
         """Every message Segment kept, duplicates included, in arrival order."""
         with self._state_lock:
             blobs = list(self._accepted)
-        return [orjson.loads(blob) for blob in blobs]
+        return [loads_lenient(blob) for blob in blobs]
 
     @property
     def duplicates(self) -> int:
@@ -152,7 +151,7 @@ class SegmentStandIn(StandInServer):
         batch = envelope.get("batch") if isinstance(envelope, dict) else None
         if not isinstance(batch, list):
             raise HttpError(400, 'The body must be a JSON object with a "batch" list')
-        blobs = [orjson.dumps(message) for message in batch]
+        blobs = [dumps_exact(message) for message in batch]
         for position, blob in enumerate(blobs):
             if len(blob) > MAX_MESSAGE_BYTES:
                 raise HttpError(400, f"Message {position} is {len(blob)} bytes, over the "

@@ -146,9 +146,12 @@ def failing_fast() -> Iterator[None]:
     """Errors that a retry cannot fix fail the task at once instead of using up its retries."""
     try:
         yield
-    except (ConfigError, AccountingError, RejectThresholdError, MoesifError,
-            SegmentError) as exc:
+    except (ConfigError, AccountingError, RejectThresholdError, SegmentError) as exc:
         raise AirflowFailException(str(exc)) from exc
+    except MoesifError as exc:
+        if exc.status < 500:  # a key, a scope, a subscription: not fixed by waiting
+            raise AirflowFailException(str(exc)) from exc
+        raise
 
 
 def on_failure(context: dict) -> None:

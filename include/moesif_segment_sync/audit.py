@@ -87,7 +87,7 @@ rejects = sa.Table(
 user_state = sa.Table(
     "sync_user_state", metadata,
     sa.Column("dag_id", sa.String(250), primary_key=True),
-    sa.Column("user_id", sa.String(1000), primary_key=True),
+    sa.Column("user_id", sa.Text, primary_key=True),
     sa.Column("message_id", sa.String(100), nullable=False),
     sa.Column("content_hash", sa.String(64), nullable=False),
     sa.Column("accepted_at", sa.DateTime(timezone=True), nullable=False),
@@ -126,9 +126,9 @@ def now() -> datetime:
 class AuditStore:
     """Reads and writes the audit tables; every write is one transaction."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, lock_timeout: float = 30.0) -> None:
         try:
-            self.engine = sa.create_engine(url, **_engine_options(url))
+            self.engine = sa.create_engine(url, **_engine_options(url, lock_timeout))
         except (SQLAlchemyError, ImportError, ValueError) as exc:
             raise ConfigError(f"audit store URL is not usable ({_safe_url(url)}): {exc}") from None
         self.url = _safe_url(url)
@@ -184,6 +184,13 @@ class AuditStore:
                     user_state.c.user_id.in_([row["user_id"] for row in chunk])))
                 db.execute(user_state.insert(), chunk)
 
+    def ensure_writable(self) -> None:
+        """Takes the write lock once and lets it go: a store that is locked or read-only
+        fails here, before anything is sent, not after Segment has accepted a batch."""
+        with self._writing() as db:
+            db.execute(schema_version.update().where(schema_version.c.version < 0)
+                       .values(version=schema_version.c.version))
+
     def clear_ledger(self, key: RunKey, shard: int) -> None:
         with self._writing() as db:
             db.execute(batches.delete().where(key.where(batches), batches.c.shard == shard))
@@ -212,7 +219,8 @@ class AuditStore:
             db.execute(rejects.delete().where(key.where(rejects)))
             chunk: list[dict] = []
             for row in rows:
-                chunk.append({"dag_id": key.dag_id, "run_id": key.run_id, "seq": written, **row})
+                chunk.append({"dag_id": key.dag_id, "run_id": key.run_id, "seq": written,
+                              **{name: storable(value) for name, value in row.items()}})
                 written += 1
                 if len(chunk) >= 1000:
                     db.execute(rejects.insert(), chunk)
@@ -263,10 +271,28 @@ class _Guard:
 
     def __exit__(self, *exc_info: Any) -> bool:
         try:
-            return bool(self._cm.__exit__(*exc_info))
+            self._cm.__exit__(*exc_info)
         except SQLAlchemyError as exc:
             raise SyncError(
                 f"audit store {self._store.url} failed to write: {_reason(exc)}") from None
+        if isinstance(exc_info[1], SQLAlchemyError):
+            raise SyncError(f"audit store {self._store.url} failed: "
+                            f"{_reason(exc_info[1])}") from None
+        return False
+
+
+def storable(value: object) -> object:
+    """Text any database keeps: lone surrogates and NUL (refused by PostgreSQL and by UTF-8)
+    written as escapes. Only for what is shown; the staged files keep the exact record."""
+    if not isinstance(value, str):
+        return value
+    if "\x00" in value:
+        value = value.replace("\x00", "\\x00")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        value = value.encode("utf-8", "backslashreplace").decode("utf-8")
+    return value
 
 
 def _chunks(items: list, size: int) -> Iterable[list]:
@@ -274,10 +300,13 @@ def _chunks(items: list, size: int) -> Iterable[list]:
         yield items[at:at + size]
 
 
-def _engine_options(url: str) -> dict:
+def _engine_options(url: str, lock_timeout: float) -> dict:
     if url.startswith("sqlite"):
         # Waits out a short lock from another task instead of failing at once.
-        return {"connect_args": {"timeout": 30}}
+        return {"connect_args": {"timeout": lock_timeout}}
+    if url.startswith("postgresql"):
+        return {"pool_pre_ping": True,
+                "connect_args": {"options": f"-c lock_timeout={int(lock_timeout * 1000)}"}}
     return {"pool_pre_ping": True}
 
 

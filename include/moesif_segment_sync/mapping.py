@@ -44,6 +44,7 @@ class Warn(StrEnum):
 
 class RejectKind(StrEnum):
     NOT_AN_OBJECT = "not_an_object"
+    UNREADABLE = "unreadable"
     NO_USER_ID = "no_user_id"
     NO_COMPANY_ID = "no_company_id"
     OVERSIZE = "oversize"
@@ -58,6 +59,15 @@ class Rejected:
     kind: RejectKind
     reason: str
     entity_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Unreadable:
+    """Stands for a staged line nested deeper than Python's parser can read; ``text`` is
+    the line itself, kept for the reject."""
+
+    text: str
+    reason = "the record is nested too deeply to parse"
 
 
 @dataclass(frozen=True)
@@ -83,6 +93,8 @@ class Identify:
 # ---------------------------------------------------------------- parsing
 
 def _checked_id(record: object, field: str) -> str | Rejected:
+    if isinstance(record, Unreadable):
+        return Rejected(RejectKind.UNREADABLE, Unreadable.reason)
     if not isinstance(record, dict):
         return Rejected(RejectKind.NOT_AN_OBJECT,
                         f"record is a JSON {_json_type(record)}, not an object")
@@ -95,6 +107,9 @@ def _checked_id(record: object, field: str) -> str | Rejected:
         return Rejected(kind, f"{field} must be a string, got a JSON {_json_type(value)}: {shown}")
     if not value.strip():
         return Rejected(kind, f"{field} is blank")
+    if "\x00" in value:
+        return Rejected(kind, f"{field} contains a NUL character, which no store or "
+                              "destination keeps intact")
     return value
 
 
@@ -216,6 +231,9 @@ def identify(record: object, company: dict | None, *, default_timestamp: str,
     context = _context(user)
     try:
         content = _canonical({"context": context, "traits": traits}, strict_json)
+    except RecursionError:
+        return Rejected(RejectKind.UNSERIALIZABLE, "the record is nested too deeply to "
+                        "serialize", user_id)
     except (ValueError, TypeError, UnicodeEncodeError) as exc:
         return Rejected(RejectKind.UNSERIALIZABLE,
                         f"the record holds a value JSON cannot carry ({exc})", user_id)
@@ -334,21 +352,34 @@ def _trait_count(traits: dict) -> int:
 
 
 def _leaves(value: object) -> int:
-    if isinstance(value, dict) and value:
-        return sum(_leaves(inner) for inner in value.values())
-    return 1
+    """Leaf values of nested objects, counted without recursion (metadata can be deep)."""
+    count, stack = 0, [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict) and item:
+            stack.extend(item.values())
+        else:
+            count += 1
+    return count
 
 
 def _canonical(value: object, strict_json: bool) -> bytes:
     """Sorted keys, no spaces: the same content always gives the same bytes."""
-    if strict_json:
-        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                          allow_nan=False).encode("utf-8")
-    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    return _dumps(value, strict_json, sort_keys=True)
 
 
 def _serialize(value: object, strict_json: bool) -> bytes:
-    if strict_json:
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False,
-                          allow_nan=False).encode("utf-8")
-    return orjson.dumps(value)
+    return _dumps(value, strict_json, sort_keys=False)
+
+
+def _dumps(value: object, strict_json: bool, *, sort_keys: bool) -> bytes:
+    """orjson when it can; the standard library for what orjson refuses (nesting past its
+    depth limit) and for ``strict_json`` records. Raises ``ValueError`` (NaN, lone
+    surrogates) or ``RecursionError`` for what cannot be sent."""
+    if not strict_json:
+        try:
+            return orjson.dumps(value, option=orjson.OPT_SORT_KEYS if sort_keys else None)
+        except orjson.JSONEncodeError:
+            pass
+    return json.dumps(value, sort_keys=sort_keys, separators=(",", ":"), ensure_ascii=False,
+                      allow_nan=False).encode("utf-8")

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import orjson
 import requests
 
+from . import staging
 from .errors import MoesifError, TransientHTTPError
 from .retry import build_retrying, parse_retry_after
 from .settings import SyncSettings
@@ -220,16 +221,11 @@ class MoesifClient:
                               hint=_HINTS.get(response.status_code, ""))
 
     def _page(self, content: bytes, where: str) -> Page:
-        lenient = False
         try:
-            document = orjson.loads(content)
-        except orjson.JSONDecodeError:
-            try:
-                document = json.loads(content)
-                lenient = True
-            except ValueError as exc:
-                raise TransientHTTPError(f"Moesif answered a page that is not JSON on {where} "
-                                         f"({exc})") from None
+            document, lenient = staging.loads(content)
+        except (ValueError, RecursionError) as exc:
+            raise TransientHTTPError(f"Moesif answered a page that is not JSON on {where} "
+                                     f"({type(exc).__name__}: {str(exc)[:100]})") from None
         hits = document.get("hits") if isinstance(document, dict) else None
         if not isinstance(hits, dict) or not isinstance(hits.get("hits"), list):
             raise TransientHTTPError(f"Moesif answered a page without hits.hits on {where}")

@@ -55,6 +55,8 @@ class SyncSettings(BaseSettings):
     rate_limit_jitter: float = Field(
         5.0, ge=0, description="most seconds of jitter after a 429 without Retry-After")
     compress_level: int = Field(1, ge=0, le=9, description="gzip level of staged files")
+    audit_lock_timeout: float = Field(
+        30.0, gt=0, description="seconds to wait for a locked audit store before failing")
     max_rejected_share: float = Field(
         0.05, ge=0, le=1, description="fail a run whose rejected users exceed this share")
     hash_fields: list[str] = Field(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -57,12 +58,23 @@ def dumps(value: Any, *, lenient: bool = False) -> bytes:
     return json.dumps(value, separators=(",", ":")).encode("ascii")
 
 
+# An integer literal of 20 digits or more may not fit 64 bits, and orjson reads those as
+# floats, losing digits; the standard library keeps them exact.
+_BIG_INTEGER = re.compile(rb"(?<![\d.eE])-?\d{20,}(?![\d.eE])")
+
+
 def loads(line: bytes) -> tuple[Any, bool]:
-    """A JSON line and whether only the lenient parser could read it."""
-    try:
-        return orjson.loads(line), False
-    except orjson.JSONDecodeError:
-        return json.loads(line), True
+    """A JSON document and whether only the lenient parser could read it exactly.
+
+    Raises ``ValueError`` for what is not JSON, and ``RecursionError`` for JSON nested
+    deeper than Python can parse.
+    """
+    if _BIG_INTEGER.search(line) is None:
+        try:
+            return orjson.loads(line), False
+        except orjson.JSONDecodeError:
+            pass
+    return json.loads(line), True
 
 
 class Staging:

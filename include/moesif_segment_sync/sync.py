@@ -63,7 +63,7 @@ class Run:
                        compress_level=self.settings.compress_level)
 
     def audit_store(self) -> AuditStore:
-        return AuditStore(self.audit_url)
+        return AuditStore(self.audit_url, lock_timeout=self.settings.audit_lock_timeout)
 
 
 def _stage(function: Callable[..., dict]) -> Callable[..., dict]:
@@ -128,6 +128,7 @@ def load(run: Run, segment: Endpoint | None, shard: dict) -> dict:
     store = run.audit_store()  # opened first: a store that is down fails the task before sending
     sender = None
     try:
+        store.ensure_writable()
         plan = _plan(run, store, shard["transform_id"], number)
         ledger = store.ledger(run.key, number)
         if not run.params.dry_run:

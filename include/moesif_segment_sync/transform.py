@@ -24,6 +24,7 @@ from .mapping import (
     Rejected,
     RejectKind,
     TraitPolicy,
+    Unreadable,
     company_traits,
     identify,
 )
@@ -133,8 +134,9 @@ def _companies(stage: Staging, rejects: JsonLinesWriter, warnings: Counter,
                 rejected += 1
                 _reject(rejects, "company", traits, record, lenient, file)
             else:
-                rows.append((traits["id"], traits))
-    frame = pd.DataFrame(rows, columns=["company_id", "company"], dtype=object)
+                rows.append((traits["id"], traits, lenient))
+    frame = pd.DataFrame(rows, columns=["company_id", "company", "company_lenient"],
+                         dtype=object)
     return frame.drop_duplicates("company_id", keep="first"), rejected
 
 
@@ -147,14 +149,21 @@ def _joined(chunk: list[bytes], companies: pd.DataFrame) -> Iterator[tuple]:
         "company_id": [_company_key(record) for record, _ in parsed],
     }, dtype=object)
     joined = users.merge(companies, on="company_id", how="left", sort=False)
-    for record, lenient, company in zip(joined["record"], joined["lenient"], joined["company"],
-                                        strict=True):
-        yield record, lenient, company if isinstance(company, dict) else None
+    for record, lenient, company, company_lenient in zip(
+            joined["record"], joined["lenient"], joined["company"], joined["company_lenient"],
+            strict=True):
+        # A company only the lenient parser could read (NaN, say) makes its users' messages
+        # go through the strict serializer too, which refuses what JSON cannot carry.
+        yield (record, lenient or company_lenient is True,
+               company if isinstance(company, dict) else None)
 
 
 def _source(line: bytes) -> tuple[object, bool]:
     """A staged hit's ``_source``; a hit without one is itself the (bad) record."""
-    hit, lenient = staging.loads(line)
+    try:
+        hit, lenient = staging.loads(line)
+    except RecursionError:
+        return Unreadable(line.decode("utf-8", "replace")), True
     if isinstance(hit, dict) and "_source" in hit:
         return hit["_source"], lenient
     return hit, lenient
@@ -169,7 +178,8 @@ def _reject(out: JsonLinesWriter, entity: str, rejected: Rejected, record: objec
             lenient: bool, file: str) -> None:
     out.write({"entity": entity, "id": rejected.entity_id or _id_of(record, entity),
                "kind": rejected.kind.value, "reason": rejected.reason, "file": file,
-               "record": record}, lenient=lenient)
+               "record": record.text if isinstance(record, Unreadable) else record},
+              lenient=lenient)
 
 
 def _id_of(record: object, entity: str) -> str | None:

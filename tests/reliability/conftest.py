@@ -6,14 +6,20 @@ run that does not ask for them with ``-m soak`` (``make soak``).
 
 from __future__ import annotations
 
-from functools import partial
+import atexit
+import shutil
+import tempfile
 
 import pytest
+from hypothesis.configuration import set_hypothesis_home_dir
 
-from moesif_segment_sync import audit, sync
-from moesif_segment_sync.moesif import MoesifClient
-from moesif_segment_sync.segment import SegmentSender
-from tests.reliability.support import FakeTime
+from moesif_segment_sync import audit
+from tests.reliability.support import FakeTime, on_fake_time
+
+# Hypothesis keeps caches in ./.hypothesis; keep them out of the repository.
+_HYPOTHESIS_HOME = tempfile.mkdtemp(prefix="mss-hypothesis-")
+set_hypothesis_home_dir(_HYPOTHESIS_HOME)
+atexit.register(shutil.rmtree, _HYPOTHESIS_HOME, ignore_errors=True)
 
 
 def pytest_configure(config):
@@ -31,14 +37,10 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture
-def fake_time(monkeypatch) -> FakeTime:
+def fake_time():
     """The stages' HTTP clients wait on a fake clock: every wait is recorded, none is slept."""
-    clock = FakeTime()
-    monkeypatch.setattr(sync, "MoesifClient",
-                        partial(MoesifClient, sleep=clock.sleep, clock=clock.now))
-    monkeypatch.setattr(sync, "SegmentSender",
-                        partial(SegmentSender, sleep=clock.sleep, clock=clock.now))
-    return clock
+    with on_fake_time(FakeTime()) as clock:
+        yield clock
 
 
 @pytest.fixture
@@ -50,9 +52,7 @@ def short_sqlite_busy_timeout(monkeypatch):
     """
     options = audit._engine_options
 
-    def shortened(url: str) -> dict:
-        if url.startswith("sqlite"):
-            return {"connect_args": {"timeout": 0.3}}
-        return options(url)
+    def shortened(url: str, lock_timeout: float) -> dict:
+        return options(url, min(lock_timeout, 0.3))
 
     monkeypatch.setattr(audit, "_engine_options", shortened)

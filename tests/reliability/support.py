@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from moesif_segment_sync import staging, sync
+from moesif_segment_sync.moesif import MoesifClient
+from moesif_segment_sync.segment import SegmentSender
 from moesif_segment_sync.settings import load_settings
 from moesif_segment_sync.sync import Endpoint, Run
 from moesif_segment_sync.window import RunParams, Window
@@ -43,6 +47,22 @@ class FakeTime:
             self.on_sleep()
 
 
+@contextmanager
+def on_fake_time(clock: FakeTime) -> Iterator[FakeTime]:
+    """The stages' HTTP clients wait on ``clock``: every wait is recorded, none is slept.
+
+    The stages build their clients themselves, so the clients' ``sleep`` and
+    ``clock`` parameters are given by swapping the classes ``sync`` calls.
+    """
+    classes = sync.MoesifClient, sync.SegmentSender
+    sync.MoesifClient = partial(MoesifClient, sleep=clock.sleep, clock=clock.now)
+    sync.SegmentSender = partial(SegmentSender, sleep=clock.sleep, clock=clock.now)
+    try:
+        yield clock
+    finally:
+        sync.MoesifClient, sync.SegmentSender = classes
+
+
 def make_run(root: Path, run_id: str = RUN_ID, *, window: Window = WINDOW,
              full_refresh: bool = False, audit_url: str | None = None,
              **settings: object) -> Run:
@@ -64,18 +84,36 @@ def extract(run: Run, moesif_url: str, key: str = MOESIF_KEY) -> dict[str, dict]
             "extract_companies": sync.extract_companies(run, endpoint)}
 
 
-def run_stages(run: Run, moesif_url: str, segment_url: str) -> dict[str, dict]:
+def load_shards(run: Run, segment_url: str, shards: list[dict]) -> list[dict]:
+    """Load every shard the transform built, one after the other, as the mapped tasks do."""
+    return [sync.load(run, Endpoint(segment_url, WRITE_KEY), shard) for shard in shards]
+
+
+def run_stages(run: Run, moesif_url: str, segment_url: str) -> dict[str, Any]:
     """Every stage in order, as the DAG runs them; the summaries, the audit report included."""
-    summaries = extract(run, moesif_url)
-    summaries["transform"] = sync.transform(run)
-    summaries["load"] = sync.load(run, Endpoint(segment_url, WRITE_KEY), summaries["transform"])
-    summaries["audit"] = sync.audit(run, summaries)
+    summaries: dict[str, Any] = extract(run, moesif_url)
+    summaries["shards"] = sync.transform(run)
+    summaries["transform"] = summaries["shards"][0]
+    summaries["loads"] = [sync.load(run, Endpoint(segment_url, WRITE_KEY), shard)
+                          for shard in summaries["shards"]]
+    summaries["audit"] = sync.audit(run, summaries["extract_users"],
+                                    summaries["extract_companies"], summaries["shards"],
+                                    summaries["loads"])
     return summaries
 
 
 def staged(run: Run, name: str) -> list[Any]:
     """A staged file's records, read by the standard library (exact integers, NaN kept)."""
     return [json.loads(line) for line in run.staging().lines(name)]
+
+
+def staged_messages(run: Run) -> list[dict]:
+    """Every shard's messages, in order, exactly as staged (and so as sent)."""
+    return [json.loads(line) for name in message_files(run) for line in run.staging().lines(name)]
+
+
+def message_files(run: Run) -> list[str]:
+    return sorted(path.name for path in run_dir(run).glob("messages-*.jsonl.gz"))
 
 
 def staged_user_ids(run: Run, name: str = staging.USERS) -> list[str]:

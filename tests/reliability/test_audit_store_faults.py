@@ -39,7 +39,8 @@ def built(tmp_path):
     with MoesifStandIn(users_in_window(60), [], api_key=MOESIF_KEY).start() as moesif:
         extract(run, moesif.url)
     AuditStore(run.audit_url).close()
-    return run, sync.transform(run)
+    [shard] = sync.transform(run)
+    return run, shard
 
 
 @pytest.fixture

@@ -30,6 +30,7 @@ from tests.reliability.support import (
     make_run,
     run_stages,
     staged,
+    staged_messages,
 )
 
 T = "2026-11-25T00:30:00.000Z"
@@ -52,8 +53,8 @@ def built_cases() -> list[dict]:
                 "expect": {"outcome": "sent", "traits": {"metadata": metadata}}}
 
     def oversize(user_id: str, size: int) -> dict:
-        return {"entity": "user",
-                "record": {"user_id": user_id, "modified_time": T, "metadata": {"notes": "x" * size}},
+        return {"entity": "user", "record": {"user_id": user_id, "modified_time": T,
+                                             "metadata": {"notes": "x" * size}},
                 "expect": {"outcome": "rejected", "kind": "oversize", "size": [size, size + 1000]}}
 
     return [
@@ -102,9 +103,9 @@ class CorpusRun:
 
 def run_corpus(root: Path, moesif: MoesifStandIn, segment: SegmentStandIn,
                run_id: str) -> CorpusRun:
-    run = make_run(root, run_id, full_refresh=True)
+    run = make_run(root, run_id, full_refresh=True, max_rejected_share=1.0)
     summaries = run_stages(run, moesif.url, segment.url)
-    messages = {message["userId"]: message for message in staged(run, staging.MESSAGES)}
+    messages = {message["userId"]: message for message in staged_messages(run)}
     return CorpusRun(run, summaries, messages, staged(run, staging.REJECTS),
                      set(segment.delivered), [m["userId"] for m in segment.accepted])
 

@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
-from moesif_segment_sync import staging
 from moesif_segment_sync.audit import AuditStore
 from sandbox.moesif import MoesifStandIn
 from sandbox.segment import SegmentStandIn
@@ -19,7 +16,7 @@ from tests.reliability.support import (
     WRITE_KEY,
     make_run,
     run_stages,
-    staged,
+    staged_messages,
 )
 
 T = "2026-11-25T00:30:00.000Z"
@@ -30,10 +27,10 @@ def run_twice(tmp_path, audit_url: str, user: dict) -> tuple[dict, dict, Segment
     """The same window twice with ``user`` and an ordinary one; both audit reports."""
     with MoesifStandIn([ORDINARY, user], [], api_key=MOESIF_KEY).start() as moesif, \
             SegmentStandIn(WRITE_KEY).start() as segment:
-        first = run_stages(make_run(tmp_path, "manual__first", audit_url=audit_url),
-                           moesif.url, segment.url)
-        second = run_stages(make_run(tmp_path, "manual__second", audit_url=audit_url),
-                            moesif.url, segment.url)
+        first = run_stages(make_run(tmp_path, "manual__first", audit_url=audit_url,
+                                    max_rejected_share=1.0), moesif.url, segment.url)
+        second = run_stages(make_run(tmp_path, "manual__second", audit_url=audit_url,
+                                     max_rejected_share=1.0), moesif.url, segment.url)
     return first["audit"], second["audit"], segment
 
 
@@ -52,10 +49,25 @@ def test_a_user_id_with_a_lone_surrogate_is_rejected_and_its_reject_stored(tmp_p
     assert [m["userId"] for m in segment.accepted] == ["usr_ordinary"]
 
 
-@pytest.mark.parametrize("user_id", ["usr_\x00_nul", "usr_" + "x" * 1000],
-                         ids=["nul-character", "1004-characters"])
-def test_an_unusual_but_valid_user_id_is_sent_once_and_then_unchanged(tmp_path, audit_url,
-                                                                      user_id):
+def test_a_user_id_with_a_nul_character_is_rejected_and_the_reject_is_stored(tmp_path,
+                                                                             audit_url):
+    """PostgreSQL cannot store NUL in text, and a destination may cut the id at it: such an
+    id is rejected with that reason (and shown escaped in the audit store)."""
+    user = {"user_id": "usr_\x00_nul", "modified_time": T}
+
+    first, _, segment = run_twice(tmp_path, audit_url, user)
+
+    assert (first["status"], first["sent"], first["rejected"]) == ("success", 1, 1)
+    store = AuditStore(audit_url)
+    [row] = store.rejects(make_run(tmp_path, "manual__first").key)
+    store.close()
+    assert (row["kind"], row["entity_id"]) == ("no_user_id", "usr_\\x00_nul")
+    assert row["reason"].startswith("user_id contains a NUL character")
+    assert [m["userId"] for m in segment.accepted] == ["usr_ordinary"]
+
+
+def test_a_very_long_user_id_is_sent_once_and_then_unchanged(tmp_path, audit_url):
+    user_id = "usr_" + "x" * 1000
     user = {"user_id": user_id, "modified_time": T}
 
     first, second, segment = run_twice(tmp_path, audit_url, user)
@@ -64,5 +76,5 @@ def test_an_unusual_but_valid_user_id_is_sent_once_and_then_unchanged(tmp_path, 
     assert (second["status"], second["sent"], second["unchanged"]) == ("success", 0, 2)
     assert sorted(m["userId"] for m in segment.accepted) == sorted(["usr_ordinary", user_id])
     run = make_run(tmp_path, "manual__first")
-    assert sorted(m["userId"] for m in staged(run, staging.MESSAGES)) == sorted(
+    assert sorted(m["userId"] for m in staged_messages(run)) == sorted(
         ["usr_ordinary", user_id])

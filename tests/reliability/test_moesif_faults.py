@@ -5,18 +5,26 @@ from __future__ import annotations
 
 import logging
 
+import orjson
 import pytest
+from airflow.dag_processing.dagbag import DagBag
 
 from moesif_segment_sync import staging, sync
 from moesif_segment_sync.errors import MoesifError, SyncError, TransientHTTPError
+from sandbox.environment import connection_env
 from sandbox.moesif import MoesifStandIn
+from sandbox.segment import SegmentStandIn
+from tests.conftest import REPO
 from tests.reliability.support import (
     MOESIF_KEY,
     USERS_SEARCH,
+    WINDOW,
+    WRITE_KEY,
     extract,
     make_run,
     run_dir,
     staged,
+    staged_messages,
     staged_user_ids,
     users_in_window,
     wait_for,
@@ -184,10 +192,14 @@ def test_a_401_or_402_mid_run_fails_fast_with_the_reason(tmp_path, moesif, fake_
     assert sorted(path.name for path in run_dir(run).iterdir()) == []
 
 
-def test_a_user_changed_while_the_extract_pages_is_sent_as_last_extracted(tmp_path, moesif,
-                                                                          fake_time):
-    """A 503 on page 2; while the client backs off, usr_003 (on page 1) changes again within
-    the window, so it sorts after the cursor and comes back on a later page."""
+def test_a_user_seen_twice_while_paging_is_sent_once_and_the_repeat_is_a_reject(tmp_path,
+                                                                                 moesif,
+                                                                                 fake_time):
+    """A 503 on page 2; while the client backs off, usr_003 (on page 1) changes within the
+    window, so it sorts after the cursor and comes back on a later page. The first copy is
+    sent and the repeat rejected as a duplicate, with its record kept for the audit. (With
+    real data a change moves modified_time to the present, past the window being extracted,
+    so the next window picks it up and sends the newer traits.)"""
     moved = {**USERS[3], "email": "moved@example.com",
              "modified_time": "2026-11-25T00:45:00.000Z"}
     fake_time.on_sleep = lambda: moesif.upsert_user(moved)
@@ -196,11 +208,36 @@ def test_a_user_changed_while_the_extract_pages_is_sent_as_last_extracted(tmp_pa
     extract(run, moesif.url)
     assert staged_user_ids(run).count("usr_003") == 2
 
-    summary = sync.transform(run)
+    [summary] = sync.transform(run)
 
     assert (summary["considered"], summary["messages"]) == (51, 50)
     assert summary["rejected_by_kind"] == {"duplicate": 1}
-    [message] = [m for m in staged(run, staging.MESSAGES) if m["userId"] == "usr_003"]
-    assert message["traits"]["email"] == "moved@example.com"
+    [message] = [m for m in staged_messages(run) if m["userId"] == "usr_003"]
+    assert message["traits"].get("email") == USERS[3].get("email")
     [reject] = staged(run, staging.REJECTS)
-    assert (reject["kind"], reject["record"]) == ("duplicate", USERS[3])
+    assert (reject["kind"], reject["record"]) == ("duplicate", moved)
+
+
+@pytest.mark.airflow
+def test_a_401_mid_run_fails_the_task_once_without_using_airflows_retries(airflow_db, tmp_path,
+                                                                          monkeypatch):
+    with MoesifStandIn(USERS, [], api_key=MOESIF_KEY).start() as moesif, \
+            SegmentStandIn(WRITE_KEY).start() as segment:
+        env = connection_env(moesif.url, segment.url, moesif_key=MOESIF_KEY, write_key=WRITE_KEY)
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.setenv("AIRFLOW_CONN_MOESIF_SEGMENT_AUDIT", orjson.dumps(
+            {"conn_type": "generic",
+             "extra": {"sqlalchemy_url": f"sqlite:///{tmp_path / 'audit.db'}"}}).decode())
+        monkeypatch.setenv("MOESIF_SEGMENT_STAGING_ROOT", (tmp_path / "staging").as_uri())
+        monkeypatch.setenv("MOESIF_SEGMENT_PAGE_SIZE", "10")
+        moesif.inject(401, after=2, path_contains=USERS_SEARCH)
+        dag = DagBag(dag_folder=str(REPO / "dags")).dags["moesif_to_segment"]
+
+        dag_run = dag.test(logical_date=WINDOW.end)
+
+        [extract_users] = [ti for ti in dag_run.get_task_instances()
+                           if ti.task_id == "extract_users"]
+        assert (str(extract_users.state), extract_users.try_number) == ("failed", 1)
+        assert len(user_searches(moesif)) == 3
+        assert segment.requests == []

@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from moesif_segment_sync import staging, sync
+from moesif_segment_sync import sync
 from moesif_segment_sync.audit import AuditStore
 from moesif_segment_sync.errors import SegmentError
 from moesif_segment_sync.sync import Endpoint
@@ -19,7 +19,7 @@ from tests.reliability.support import (
     WRITE_KEY,
     extract,
     make_run,
-    staged,
+    staged_messages,
     users_in_window,
     wait_for,
 )
@@ -36,22 +36,24 @@ def segment():
 
 @pytest.fixture
 def built(tmp_path):
-    """A run whose 120 messages are staged: (run, transform summary, messageIds in order)."""
+    """A run whose 120 messages are staged in one shard: (run, shard, messageIds in order)."""
     run = make_run(tmp_path, **BATCHED)
     with MoesifStandIn(USERS, [], api_key=MOESIF_KEY).start() as moesif:
         extract(run, moesif.url)
-    summary = sync.transform(run)
-    return run, summary, [message["messageId"] for message in staged(run, staging.MESSAGES)]
+    [shard] = sync.transform(run)
+    return run, shard, [message["messageId"] for message in staged_messages(run)]
 
 
-def load(run, segment: SegmentStandIn, summary: dict) -> dict:
-    return sync.load(run, Endpoint(segment.url, WRITE_KEY), summary)
+def load(run, segment: SegmentStandIn, shard: dict) -> dict:  # noqa: ANN001
+    return sync.load(run, Endpoint(segment.url, WRITE_KEY), shard)
 
 
-def ledger(run) -> dict[int, tuple[str, int]]:
+def ledger(run) -> dict[int, tuple[str, int]]:  # noqa: ANN001
+    """batch number -> (status, attempts) of the run's only shard."""
     store = AuditStore(run.audit_url)
     try:
-        return {no: (entry.status, entry.attempts) for no, entry in store.ledger(run.key).items()}
+        return {no: (entry.status, entry.attempts)
+                for (_, no), entry in store.ledger(run.key).items()}
     finally:
         store.close()
 
@@ -123,7 +125,7 @@ def test_a_400_fails_naming_the_batch_and_nothing_after_it_is_marked_sent(built,
     assert str(caught.value) == "Segment answered 400 to batch 3: Message 7 is not valid JSON"
     assert ledger(run) == {1: ("sent", 1), 2: ("sent", 1), 3: ("failed", 1)}
     store = AuditStore(run.audit_url)
-    assert store.ledger(run.key)[3].error == str(caught.value)
+    assert store.ledger(run.key)[(0, 3)].error == str(caught.value)
     accepted = store.accepted_message_ids(DAG_ID, [user["user_id"] for user in USERS])
     store.close()
     assert sorted(accepted.values()) == sorted(message_ids[:40])
