@@ -8,6 +8,7 @@ summary: paths and counts, never data.
 from __future__ import annotations
 
 import functools
+import gc
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -67,12 +68,21 @@ class Run:
 
 
 def _stage(function: Callable[..., dict]) -> Callable[..., dict]:
-    """Adds when the stage started to its summary: the audit's run start is the earliest."""
+    """Adds when the stage started to its summary (the audit's run start is the earliest),
+    and runs the stage without the cyclic garbage collector: parsed JSON has no cycles, and
+    full collections over a chunk of 50,000 records cost a third of the stage (bench/)."""
 
     @functools.wraps(function)
     def timed(*args: Any, **kwargs: Any) -> dict:
         started_at = format_utc(now())
-        return {**function(*args, **kwargs), "started_at": started_at}
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            summary = function(*args, **kwargs)
+        finally:
+            if collecting:
+                gc.enable()
+        return {**summary, "started_at": started_at}
 
     return timed
 
