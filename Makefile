@@ -6,10 +6,11 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test e2e e2e-celery doctor bench soak lint airflow lock clean
 
-$(STAMP): requirements.txt requirements-dev.txt requirements-lock.txt pyproject.toml
+$(STAMP): requirements.txt requirements-dev.txt requirements-lock.txt requirements-bench.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check \
 		-r requirements-dev.txt -c requirements-lock.txt
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -r requirements-bench.txt
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
@@ -25,6 +26,10 @@ e2e: $(STAMP)  ## a 3-day backfill through airflow standalone's real scheduler (
 e2e-celery: $(STAMP)  ## the docker-compose topology without Docker: PostgreSQL, Redis, CeleryExecutor, two workers, a 2-day backfill (also in `make test`)
 	command -v redis-server >/dev/null || (apt-get update && apt-get install -y redis-server)
 	$(BIN)/python -m pytest tests/celery
+
+N ?= 100000
+bench: $(STAMP)  ## the benchmark beside segment-analytics-python (make bench N=1000000 for the large run)
+	$(BIN)/python -m bench.run --users $(N)
 
 doctor: $(STAMP)  ## check moesif_default / segment_default against the real accounts (ARGS="--send-test --format json")
 	$(BIN)/python -m moesif_segment_sync doctor $(ARGS)

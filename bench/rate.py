@@ -14,10 +14,12 @@ reported beside it.
 
 from __future__ import annotations
 
+from itertools import islice
 from typing import Any
 
-from moesif_segment_sync import staging
 from moesif_segment_sync.staging import Staging
+
+from . import staged
 
 TOLERANCE = 0.02
 
@@ -29,12 +31,7 @@ def messages_needed(rate: float, seconds: float, batch_messages: int) -> int:
 
 def copy_first(source: Staging, target: Staging, count: int) -> int:
     """Stage the first ``count`` messages of ``source`` as ``target``'s messages."""
-    with target.writer(staging.MESSAGES) as out:
-        for line in source.lines(staging.MESSAGES):
-            if out.lines >= count:
-                break
-            out.write_line(line)
-    return out.lines
+    return staged.write_messages(target, islice(staged.messages(source), count))
 
 
 def analyse(log: list[dict[str, Any]], rate: float) -> dict[str, Any]:

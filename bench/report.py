@@ -62,7 +62,7 @@ def table(results: dict[str, Any]) -> str:
             verdict += f" (target is for N={TARGET_N:,})"
         lines.append(f"{row['name']:<{width}}  {_number(row['measured']):>12}  "
                      f"{row['target']:>12}  {verdict}")
-    peer, stand_ins = results["peer"], results["stand_ins"]
+    peer, stand_ins, delivery = results["peer"], results["stand_ins"], results["delivery_check"]
     lines += ["", "peer (segment-analytics-python), medians of the rounds:"]
     for name, figures in peer.items():
         lines.append(f"  {name:<8} {figures['events_per_s']:>10,.0f} events/s, delivered "
@@ -79,8 +79,8 @@ def table(results: dict[str, Any]) -> str:
         f"message identity check    {results['identity_check']['identical']:,} identical, "
         f"{results['identity_check']['rejected_as_expected']:,} rejected as expected: "
         f"{'passed' if results['identity_check']['passed'] else 'FAILED'}",
-        f"delivery check            {'passed' if results['delivery_check']['passed'] else 'FAILED'}"
-        f" ({results['delivery_check']['checked']:,} messages compared)",
+        f"delivery check            {'passed' if delivery['passed'] else 'FAILED'}"
+        f" ({delivery['mode']}: {delivery['checked']:,} messages compared)",
         f"end to end                {results['end_to_end_s']:,.1f} s; tasks: " + ", ".join(
             f"{task} {seconds:.1f} s"
             for task, seconds in results["end_to_end"]["task_seconds"].items()),

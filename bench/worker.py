@@ -7,8 +7,9 @@ the peer, building its input are outside it.
 
 Stages: ``extract_users``, ``extract_companies``, ``transform`` and ``load``
 call the very functions of ``moesif_segment_sync.sync`` that the DAG's
-tasks call; ``peer`` sends the staged messages through
-segment-analytics-python instead (``bench.peer``).
+tasks call (the load once per shard, in turn, as the mapped load tasks run
+with the default single ``segment_api`` pool slot); ``peer`` sends the
+staged messages through segment-analytics-python instead (``bench.peer``).
 """
 
 from __future__ import annotations
@@ -23,11 +24,12 @@ from typing import Any
 
 import psutil
 
-from moesif_segment_sync import staging, sync
+from moesif_segment_sync import sync
 from moesif_segment_sync.settings import load_settings
 from moesif_segment_sync.sync import Endpoint, Run
 from moesif_segment_sync.window import RunParams
 
+from . import staged
 from .config import DAG_ID, MOESIF_KEY, WINDOW, WRITE_KEY
 from .process import peak_rss_mb
 
@@ -43,7 +45,7 @@ class StageSpec:
     settings: dict[str, Any] = field(default_factory=dict)
     moesif_url: str = ""
     segment_url: str = ""
-    built: dict[str, Any] = field(default_factory=dict)  # the transform's summary, for load
+    shards: list[dict[str, Any]] = field(default_factory=list)  # what transform returned
     peer_options: dict[str, Any] = field(default_factory=dict)  # segment Client kwargs
     profile: str = ""  # when set, a pyinstrument text profile of the stage is written here
 
@@ -72,12 +74,20 @@ def prepare(spec: StageSpec) -> Callable[[], dict[str, Any]]:
     if spec.stage == "transform":
         return lambda: sync.transform(run)
     if spec.stage == "load":
-        return lambda: sync.load(run, segment, spec.built)
+        return lambda: load_every_shard(run, segment, spec.shards)
     if spec.stage == "peer":
         from .peer import PeerSend  # only this stage needs segment-analytics-python
 
-        return PeerSend(run.staging().lines(staging.MESSAGES), segment, spec.peer_options)
+        return PeerSend(staged.messages(run.staging()), segment, spec.peer_options)
     raise SystemExit(f"unknown stage {spec.stage!r}")
+
+
+def load_every_shard(run: Run, segment: Endpoint, shards: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each shard's load in turn; the counts of the shards summed."""
+    loads = [sync.load(run, segment, shard) for shard in shards]
+    return {"shards": len(loads), **{name: sum(part[name] for part in loads) for name in (
+        "batches", "sent", "would_send", "resumed_batches", "attempts", "bytes", "unchanged",
+        "planned")}}
 
 
 def main(argv: list[str]) -> int:

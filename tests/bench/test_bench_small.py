@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from bench import staged
 from bench.checks import check_identity
 from bench.config import DAG_ID
-from moesif_segment_sync import staging
 from moesif_segment_sync.staging import Staging
 from tests.conftest import REPO
 
@@ -85,10 +85,9 @@ def test_the_identity_check_catches_one_changed_byte(bench):
     _, work = bench
     root = (work / "staging").as_uri()
     source, tampered = Staging(root, DAG_ID, "bench"), Staging(root, DAG_ID, "tampered")
-    with tampered.writer(staging.MESSAGES) as out:
-        for number, line in enumerate(source.lines(staging.MESSAGES)):
-            out.write_line(line.replace(b'"active":false', b'"active":true', 1)
-                           if number == 7 else line)
+    staged.write_messages(tampered, (
+        line.replace(b'"active":false', b'"active":true', 1) if number == 7 else line
+        for number, line in enumerate(staged.messages(source))))
 
     check = check_identity(work / "data" / "users.jsonl", work / "data" / "companies.jsonl",
                            tampered, n_users=N_USERS, sample=N_USERS)

@@ -1,0 +1,44 @@
+"""The staged messages, for every part of the benchmark that reads or copies them.
+
+The benchmark depends on one detail of the staging layout: where the
+transform leaves its identify messages (one gzip JSON Lines file per shard,
+``staging.messages_file(n)``, each shard one mapped load task). It is used
+only here, so a change of layout is a change of this module; the stage
+calls themselves are all in ``worker``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+from moesif_segment_sync import staging
+from moesif_segment_sync.staging import Staging
+
+
+def message_files(stage: Staging) -> list[str]:
+    """The run's message files, in shard order."""
+    names: list[str] = []
+    while stage.exists(staging.messages_file(len(names))):
+        names.append(staging.messages_file(len(names)))
+    return names
+
+
+def messages(stage: Staging) -> Iterator[bytes]:
+    """The run's identify messages, one serialized message per item, in staged order."""
+    for name in message_files(stage):
+        yield from stage.lines(name)
+
+
+def write_messages(stage: Staging, lines: Iterable[bytes]) -> int:
+    """Stage ``lines`` as the run's messages, all in shard 0, as if its transform had."""
+    with stage.writer(staging.messages_file(0)) as out:
+        for line in lines:
+            out.write_line(line)
+    return out.lines
+
+
+def copy_messages(source: Staging, target: Staging) -> None:
+    """Give ``target`` every message shard of ``source`` (file copies: nothing re-encoded)."""
+    target.fs.makedirs(target.dir, exist_ok=True)
+    for name in message_files(source):
+        target.fs.copy(source.path(name), target.path(name))
