@@ -14,7 +14,7 @@ import gzip
 import json
 import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import IO, Any
 
@@ -177,6 +177,18 @@ class JsonLinesWriter:
 
     def write(self, value: Any, *, lenient: bool = False) -> None:
         self.write_line(dumps(value, lenient=lenient))
+
+
+def chunks(lines: Iterable[bytes], size: int) -> Iterator[list[bytes]]:
+    """Lines in lists of at most ``size``: the unit the transform and the load work in."""
+    chunk: list[bytes] = []
+    for line in lines:
+        chunk.append(line)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 def _safe(part: str) -> str:

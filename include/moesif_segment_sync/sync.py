@@ -11,7 +11,7 @@ import functools
 import gc
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -167,7 +167,7 @@ def _plan(run: Run, store: AuditStore, transform_id: str, shard: int) -> dict:
     store.clear_ledger(run.key, shard)  # batches of an older plan do not apply to this one
     unchanged = to_send = 0
     with stage.writer(staging.to_send_file(shard)) as out:
-        for chunk in _chunks(stage.lines(staging.messages_file(shard)), 5000):
+        for chunk in staging.chunks(stage.lines(staging.messages_file(shard)), 5000):
             heads = [orjson.loads(line) for line in chunk]
             accepted = {} if run.params.force else store.accepted_message_ids(
                 run.dag_id, [head["userId"] for head in heads])
@@ -219,17 +219,6 @@ def _send(run: Run, store: AuditStore, sender: SegmentSender | None,
         log.info("shard %d batch %d: %d messages, %d bytes, sent in %d attempt(s)",
                  shard, batch.no, batch.count, batch.body_bytes, attempts)
     return totals
-
-
-def _chunks(lines: Iterable[bytes], size: int) -> Iterator[list[bytes]]:
-    chunk: list[bytes] = []
-    for line in lines:
-        chunk.append(line)
-        if len(chunk) >= size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
 
 
 def _entry(shard: int, batch: Batch, status: str, attempts: int,

@@ -48,7 +48,7 @@ def transform(stage: Staging, *, default_timestamp: str, chunk_size: int,
     with ShardWriter(stage, shard_size) as messages, stage.writer(staging.REJECTS) as rejects:
         companies, companies_rejected = _companies(stage, rejects, warnings, fields)
         for file, route in USER_FILES.items():
-            for chunk in _chunks(stage.lines(file), chunk_size):
+            for chunk in staging.chunks(stage.lines(file), chunk_size):
                 for record, lenient, company in _joined(chunk, companies):
                     considered += 1
                     routes[route] += 1
@@ -185,14 +185,3 @@ def _reject(out: JsonLinesWriter, entity: str, rejected: Rejected, record: objec
 def _id_of(record: object, entity: str) -> str | None:
     value = record.get(f"{entity}_id") if isinstance(record, dict) else None
     return value if isinstance(value, str) else None
-
-
-def _chunks(lines: Iterator[bytes], size: int) -> Iterator[list[bytes]]:
-    chunk: list[bytes] = []
-    for line in lines:
-        chunk.append(line)
-        if len(chunk) >= size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
