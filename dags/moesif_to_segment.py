@@ -29,6 +29,7 @@ triggered; the audit records which window was chosen.
 | `full_refresh` | ignore the window and identify every user |
 | `dry_run` | build, batch and audit, but send nothing (try this first) |
 | `force` | send even messages whose content Segment already has |
+| `doctor` | run the doctor's checks first; a failing check stops the run |
 
 ## Backfill
 Trigger > Backfill in the UI (or `POST /api/v2/backfills`) over a date range
@@ -81,6 +82,8 @@ def _moment_param(description: str) -> Param:
         "full_refresh": Param(False, type="boolean", description="Identify every user."),
         "dry_run": Param(False, type="boolean", description="Send nothing; audit only."),
         "force": Param(False, type="boolean", description="Send unchanged messages too."),
+        "doctor": Param(False, type="boolean",
+                        description="Check the connections and account first (make doctor)."),
     },
 )
 def moesif_to_segment():
@@ -91,7 +94,10 @@ def moesif_to_segment():
         from moesif_segment_sync import sync
 
         with bridge.failing_fast():
-            return sync.extract_users(bridge.current_run(), bridge.moesif_endpoint())
+            run = bridge.current_run()
+            if run.params.doctor:
+                bridge.run_doctor()
+            return sync.extract_users(run, bridge.moesif_endpoint())
 
     @task
     def extract_companies():

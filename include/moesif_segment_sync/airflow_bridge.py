@@ -141,6 +141,19 @@ def current_run() -> Run:
                staging_root=staging_root(settings.staging_root), audit_url=audit_url())
 
 
+def run_doctor() -> None:
+    """The doctor's checks (without --send-test) as the run's first step: its report goes to
+    the task log, and a failing check fails the run before anything is extracted."""
+    from . import doctor
+
+    report = doctor.run(resolve_moesif=moesif_endpoint, resolve_segment=segment_endpoint)
+    log.info("doctor\n%s", doctor.render_text(report))
+    failing = [f.check for f in report.findings if f.status is doctor.Status.FAIL]
+    if failing:
+        raise ConfigError(f"the doctor found failing checks: {', '.join(failing)} "
+                          "(each with its fix in the log above)")
+
+
 @contextmanager
 def failing_fast() -> Iterator[None]:
     """Errors that a retry cannot fix fail the task at once instead of using up its retries."""

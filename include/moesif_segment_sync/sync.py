@@ -326,7 +326,7 @@ def _params(params: RunParams) -> dict:
     return {"start": params.start.isoformat() if params.start else None,
             "end": params.end.isoformat() if params.end else None,
             "full_refresh": params.full_refresh, "dry_run": params.dry_run,
-            "force": params.force}
+            "force": params.force, "doctor": params.doctor}
 
 
 def _reject_rows(stage: Staging):  # noqa: ANN202 - a generator of dicts

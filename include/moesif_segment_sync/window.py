@@ -36,6 +36,7 @@ class RunParams:
     full_refresh: bool = False
     dry_run: bool = False
     force: bool = False
+    doctor: bool = False
 
     @classmethod
     def from_params(cls, params: dict) -> RunParams:
@@ -49,7 +50,7 @@ class RunParams:
             raise ConfigError(f"param 'start' ({start.isoformat()}) must be before "
                               f"'end' ({end.isoformat()})")
         return cls(start, end, *(_flag(params, name)
-                                 for name in ("full_refresh", "dry_run", "force")))
+                                 for name in ("full_refresh", "dry_run", "force", "doctor")))
 
 
 def _flag(params: dict, name: str) -> bool:

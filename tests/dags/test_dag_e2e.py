@@ -274,3 +274,25 @@ def test_start_after_end_fails_with_the_message_a_person_needs(dag, world, capfd
     assert "param 'start' (2026-11-25T02:00:00+00:00) must be before 'end' " \
            "(2026-11-25T01:00:00+00:00)" in output.out + output.err
     assert world.moesif.requests == []
+
+
+def test_the_doctor_param_checks_first_and_a_failing_check_stops_the_run(dag, world, monkeypatch,
+                                                                        capfd):
+    env = connection_env(world.moesif.url, world.segment.url, moesif_key="mk-wrong-0000")
+    monkeypatch.setenv("AIRFLOW_CONN_MOESIF_DEFAULT", env["AIRFLOW_CONN_MOESIF_DEFAULT"])
+
+    dag_run = run(dag, doctor=True)
+
+    assert states(dag_run)["extract_users"] == "failed"
+    output = capfd.readouterr()
+    text = output.out + output.err
+    assert "the doctor found failing checks: moesif." in text
+    assert "mk-wrong-0000" not in text
+    assert not any(request["path"].endswith("/users") and request["body"].get("size", 0) > 1
+                   for request in world.moesif.requests)
+
+
+def test_the_doctor_param_passes_on_a_healthy_set_up(dag, world):
+    dag_run = run(dag, doctor=True)
+
+    assert str(dag_run.state) == "success", states(dag_run)

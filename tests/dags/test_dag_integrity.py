@@ -60,8 +60,8 @@ def test_loads_share_the_segment_pool(dag):
 
 def test_every_param_has_a_default_and_the_doc_explains_them(dag):
     assert dict(dag.params) == {"start": None, "end": None, "full_refresh": False,
-                                "dry_run": False, "force": False}
-    for name in ("start", "end", "full_refresh", "dry_run", "force", "Backfill"):
+                                "dry_run": False, "force": False, "doctor": False}
+    for name in ("start", "end", "full_refresh", "dry_run", "force", "doctor", "Backfill"):
         assert name in dag.doc_md
 
 
