@@ -48,6 +48,11 @@ class Batch:
     def body(self, sent_at: str) -> bytes:
         return _HEAD + b",".join(self.messages) + _SENT_AT + sent_at.encode() + _TAIL
 
+    def edge_message_ids(self) -> tuple[str, str]:
+        """The first and last messageId, for the ledger, parsing just those two messages."""
+        return (orjson.loads(self.messages[0])["messageId"],
+                orjson.loads(self.messages[-1])["messageId"])
+
     def heads(self) -> list[tuple[str, str]]:
         """(userId, messageId) of each message, in order."""
         return [(head["userId"], head["messageId"])

@@ -223,9 +223,9 @@ def _send(run: Run, store: AuditStore, sender: SegmentSender | None,
 
 def _entry(shard: int, batch: Batch, status: str, attempts: int,
            error: str | None = None) -> BatchEntry:
-    heads = batch.heads()
+    first, last = batch.edge_message_ids()
     return BatchEntry(shard, batch.no, status, batch.count, batch.body_bytes, attempts,
-                      heads[0][1], heads[-1][1], error)
+                      first, last, error)
 
 
 def _summed(loads: list[dict]) -> dict:
