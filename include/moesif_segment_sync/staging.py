@@ -61,6 +61,9 @@ def dumps(value: Any, *, lenient: bool = False) -> bytes:
 # An integer literal of 20 digits or more may not fit 64 bits, and orjson reads those as
 # floats, losing digits; the standard library keeps them exact.
 _BIG_INTEGER = re.compile(rb"(?<![\d.eE])-?\d{20,}(?![\d.eE])")
+# The regex costs more than orjson's parse; this test, 20 times cheaper, rules it out first.
+_DIGITS_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
+_TWENTY_ZEROS = b"0" * 20
 
 
 def loads(line: bytes) -> tuple[Any, bool]:
@@ -69,7 +72,7 @@ def loads(line: bytes) -> tuple[Any, bool]:
     Raises ``ValueError`` for what is not JSON, and ``RecursionError`` for JSON nested
     deeper than Python can parse.
     """
-    if _BIG_INTEGER.search(line) is None:
+    if _TWENTY_ZEROS not in line.translate(_DIGITS_AS_ZERO) or _BIG_INTEGER.search(line) is None:
         try:
             return orjson.loads(line), False
         except orjson.JSONDecodeError:
