@@ -8,7 +8,6 @@ schema instead of misreading it.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -18,6 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import SQLAlchemyError
 
 from .errors import AccountingError, ConfigError, SyncError
+from .staging import chunks
 
 SCHEMA_VERSION = 1
 
@@ -178,7 +178,7 @@ class AuditStore:
         with self._writing() as db:
             if db.execute(batches.update().where(match).values(**values)).rowcount == 0:
                 db.execute(batches.insert().values(dag_id=key.dag_id, run_id=key.run_id, **values))
-            for chunk in _chunks(rows, 500):
+            for chunk in chunks(rows, 500):
                 db.execute(user_state.delete().where(
                     user_state.c.dag_id == key.dag_id,
                     user_state.c.user_id.in_([row["user_id"] for row in chunk])))
@@ -199,7 +199,7 @@ class AuditStore:
         """userId -> messageId of the last identify Segment accepted, for those it has."""
         found: dict[str, str] = {}
         with self._reading() as db:
-            for chunk in _chunks(user_ids, 500):
+            for chunk in chunks(user_ids, 500):
                 query = sa.select(user_state.c.user_id, user_state.c.message_id).where(
                     user_state.c.dag_id == dag_id, user_state.c.user_id.in_(chunk))
                 found.update((user_id, message_id) for user_id, message_id in db.execute(query))
@@ -295,11 +295,6 @@ def storable(value: object) -> object:
     return value
 
 
-def _chunks(items: list, size: int) -> Iterable[list]:
-    for at in range(0, len(items), size):
-        yield items[at:at + size]
-
-
 def _engine_options(url: str, lock_timeout: float) -> dict:
     if url.startswith("sqlite"):
         # Waits out a short lock from another task instead of failing at once.
@@ -336,7 +331,3 @@ def check_accounting(*, considered: int, sent: int, would_send: int, unchanged: 
             f"accounting does not add up: considered {considered} != {name} {delivered} + "
             f"unchanged {unchanged} + rejected {rejected} "
             f"({considered - delivered - unchanged - rejected:+d} unaccounted)")
-
-
-def to_json(value: Any) -> str:
-    return json.dumps(value, default=str, sort_keys=True)

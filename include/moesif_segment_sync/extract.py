@@ -9,7 +9,7 @@ user comes once without holding every id in memory.
 from __future__ import annotations
 
 import time
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Collection, Iterable
 
 from . import moesif, privacy, staging
 from .moesif import MoesifClient
@@ -46,7 +46,7 @@ def extract_users(client: MoesifClient, stage: Staging, window: Window, *,
                                   label="ids changed in window"):
             changed_companies |= _ids(page.hits, "company_id")
     with stage.writer(staging.USERS_VIA_COMPANY) as out:
-        for ids in _chunks(sorted(changed_companies), id_chunk_size):
+        for ids in staging.chunks(sorted(changed_companies), id_chunk_size):
             query = moesif.members_of(ids, not_changed_in=window.bounds)
             referenced |= _copy_hits(client.search("users", query, label="of changed companies"),
                                      out, collect="company_id", hash_fields=hash_fields)
@@ -55,7 +55,7 @@ def extract_users(client: MoesifClient, stage: Staging, window: Window, *,
     # On a full refresh extract_companies stages every company already.
     missing = [] if full_refresh else sorted(referenced - changed_companies)
     with stage.writer(staging.USER_COMPANIES) as out:
-        for ids in _chunks(missing, id_chunk_size):
+        for ids in staging.chunks(missing, id_chunk_size):
             _copy_hits(client.search("companies", moesif.companies_by_id(ids),
                                      label="of extracted users"), out)
     return {"users_in_window": in_window, "users_via_company": via_company,
@@ -84,8 +84,3 @@ def _ids(hits: list, field: str) -> set[str]:
         if isinstance(value, str) and value.strip():
             found.add(value)
     return found
-
-
-def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
-    for at in range(0, len(items), size):
-        yield items[at:at + size]

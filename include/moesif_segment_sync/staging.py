@@ -16,7 +16,7 @@ import re
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 import fsspec
 import orjson
@@ -29,6 +29,8 @@ COMPANIES = "companies.jsonl.gz"              # companies changed or seen in the
 USER_COMPANIES = "user_companies.jsonl.gz"    # other companies the users belong to
 REJECTS = "rejects.jsonl.gz"                  # rejected records, whole, with reasons
 AUDIT = "audit.json"
+
+T = TypeVar("T")
 
 
 # The messages come in shards, one mapped load task each.
@@ -182,10 +184,12 @@ class JsonLinesWriter:
         self.write_line(dumps(value, lenient=lenient))
 
 
-def chunks(lines: Iterable[bytes], size: int) -> Iterator[list[bytes]]:
-    """Lines in lists of at most ``size``: the unit the transform and the load work in."""
-    chunk: list[bytes] = []
-    for line in lines:
+def chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """Items in lists of at most ``size``: staged lines for the transform and the load, ids
+    for Moesif ``terms`` lookups and the audit store's ``IN`` lists (``itertools.batched``
+    once the project is on Python 3.12)."""
+    chunk: list[T] = []
+    for line in items:
         chunk.append(line)
         if len(chunk) >= size:
             yield chunk
