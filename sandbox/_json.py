@@ -11,8 +11,9 @@ from __future__ import annotations
 import gc
 import json
 import math
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -71,3 +72,20 @@ def _has_non_finite(value: Any) -> bool:
     if isinstance(value, list):
         return any(_has_non_finite(item) for item in value)
     return False
+
+
+def write_jsonl(records: Iterable[Any], path: str | Path) -> int:
+    """Write one JSON document per line, exactly as given; returns the number written."""
+    count = 0
+    with open(path, "wb") as out:
+        for record in records:
+            out.write(dumps_exact(record))
+            out.write(b"\n")
+            count += 1
+    return count
+
+
+def read_jsonl(path: str | Path) -> list[Any]:
+    """Read what ``write_jsonl`` wrote (blank lines are skipped)."""
+    with open(path, "rb") as lines, gc_paused():
+        return [loads_lenient(line) for line in lines if line.strip()]

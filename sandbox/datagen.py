@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 import random
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,7 +25,10 @@ from typing import Any
 
 import orjson
 
-from ._json import dumps_exact, gc_paused, loads_lenient
+from ._json import gc_paused, read_jsonl, write_jsonl
+from .moesif import parse_timestamp_ms
+
+__all__ = ["Dataset", "generate", "read_jsonl", "write_jsonl"]
 
 # What the transform must do with a bad user, by kind (keys of Dataset.expected_rejects).
 REJECT_REASONS = {
@@ -123,6 +126,27 @@ class Dataset:
     expected_rejects: dict[int, str] = field(default_factory=dict)
     expected_warnings: dict[int, str] = field(default_factory=dict)
     company_warnings: dict[int, str] = field(default_factory=dict)
+
+    def selected(self, start: datetime, end: datetime) -> list[int]:
+        """Positions of the users a run over ``[start, end)`` considers: changed or seen in
+        it, or members of a company that was (trait-mapping.md, "Which users a run
+        identifies")."""
+        low, high = (int(moment.timestamp() * 1000) for moment in (start, end))
+
+        def in_window(record: Any) -> bool:
+            return isinstance(record, dict) and any(
+                low <= (parse_timestamp_ms(record.get(name)) or -1) < high
+                for name in ("modified_time", "last_seen_time"))
+
+        changed = {c["company_id"] for c in self.companies if in_window(c)}
+        return [index for index, user in enumerate(self.users)
+                if in_window(user) or (isinstance(user, dict)
+                                       and user.get("company_id") in changed)]
+
+    def expected_user_ids(self, start: datetime, end: datetime) -> set[str]:
+        """The user ids such a run sends: the selected users but the deliberately bad ones."""
+        return {self.users[index]["user_id"] for index in self.selected(start, end)
+                if index not in self.expected_rejects}
 
     def expected(self) -> dict[str, Any]:
         """The expectations as JSON-ready data (what the CLI writes to expected.json)."""
@@ -415,23 +439,6 @@ def _epoch_ms(moment: datetime) -> int:
 
 
 # ---------------------------------------------------------------- JSON Lines
-
-def write_jsonl(records: Iterable[Any], path: str | Path) -> int:
-    """Write one JSON document per line, exactly as given; returns the number written."""
-    count = 0
-    with open(path, "wb") as out:
-        for record in records:
-            out.write(dumps_exact(record))
-            out.write(b"\n")
-            count += 1
-    return count
-
-
-def read_jsonl(path: str | Path) -> list[Any]:
-    """Read what ``write_jsonl`` wrote (blank lines are skipped)."""
-    with open(path, "rb") as lines, gc_paused():
-        return [loads_lenient(line) for line in lines if line.strip()]
-
 
 def _parse_moment(text: str) -> datetime:
     return _utc(datetime.fromisoformat(text))

@@ -32,8 +32,7 @@ from typing import Any
 import orjson
 
 from ._http import HttpError, Request, Response, StandInServer, json_response, serve_until_signalled
-from ._json import dumps_exact, gc_paused
-from .datagen import read_jsonl
+from ._json import dumps_exact, gc_paused, read_jsonl
 
 TIME_FIELDS = ("created", "first_seen_time", "last_seen_time", "modified_time")
 _TIME_INDEX = {name: at for at, name in enumerate(TIME_FIELDS)}

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
+
+import orjson
+import pytest
 
 from moesif_segment_sync import staging
 from moesif_segment_sync.audit import AuditStore, BatchEntry, RunKey
@@ -20,6 +27,16 @@ SENT_MESSAGES = [
      "timestamp": "2026-11-25T00:20:00.000Z", "context": {"active": False},
      "traits": {"id": "u2"}},
 ]
+
+
+# The SCHEDULED run as the history API and the CLI's JSON show it.
+SCHEDULED_ROW = {
+    "dag_id": "moesif_to_segment", "run_id": SCHEDULED, "mode": "scheduled",
+    "status": "success", "window_start": "2026-11-25T00:00:00Z",
+    "window_end": "2026-11-25T01:00:00Z", "window_source": "data_interval",
+    "dry_run": False, "considered": 10, "sent": 7, "would_send": 0, "unchanged": 2,
+    "rejected": 1, "batches": 1, "started_at": "2026-11-25T01:00:05Z",
+    "finished_at": "2026-11-25T01:00:09.500000Z", "duration_s": 4.5, "error": None}
 
 
 def at(day: int, hour: int, minute: int = 0, second: float = 0) -> datetime:
@@ -69,3 +86,23 @@ def seed(url: str, staging_root: str | None = None) -> None:
         with stage.writer(staging.to_send_file(0)) as out:
             for message in SENT_MESSAGES:
                 out.write(message)
+
+
+@contextmanager
+def history_client(airflow_home: Path, root: Path) -> Iterator:
+    """Airflow's own api-server app, with the plugin reading a seeded store under ``root``
+    and the simple auth manager's user admin/admin: a FastAPI ``TestClient``."""
+    from airflow.api_fastapi.app import create_app
+    from fastapi.testclient import TestClient
+
+    url = f"sqlite:///{root / 'audit.db'}"
+    seed(url, staging_root=(root / "staging").as_uri())
+    (airflow_home / "simple_auth_manager_passwords.json.generated").write_text(
+        json.dumps({"admin": "admin"}))
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS", "admin:admin")
+        env.setenv("AIRFLOW_CONN_MOESIF_SEGMENT_AUDIT", orjson.dumps(
+            {"conn_type": "generic", "extra": {"sqlalchemy_url": url}}).decode())
+        env.setenv("MOESIF_SEGMENT_STAGING_ROOT", (root / "staging").as_uri())
+        with TestClient(create_app()) as client:
+            yield client

@@ -21,7 +21,7 @@ import pytest
 from moesif_segment_sync.audit import AuditStore
 from sandbox.datagen import generate
 from sandbox.environment import connection_env
-from sandbox.moesif import MoesifStandIn, parse_timestamp_ms
+from sandbox.moesif import MoesifStandIn
 from sandbox.segment import SegmentStandIn
 from tests.celery.cluster import DAG_ID, WORKERS, celery_cluster
 
@@ -30,12 +30,6 @@ SCHEDULE = "0 0 * * *"  # daily: two windows, each with several shards
 RUNS = 2
 SHARD_SIZE, LOAD_SLOTS = 50, 2
 BACKFILL_SECONDS = 240
-
-
-def in_span(record: dict) -> bool:
-    low, high = (int(moment.timestamp() * 1000) for moment in (FROM, TO))
-    return any(low <= (parse_timestamp_ms(record.get(name)) or -1) < high
-               for name in ("modified_time", "last_seen_time"))
 
 
 @pytest.fixture
@@ -102,10 +96,7 @@ def test_a_two_day_backfill_spreads_the_loads_over_two_celery_workers(world):
     assert set().union(*hosts.values()) == set(WORKERS)
 
     # Segment received exactly the good users of the span, each content once.
-    changed = {c["company_id"] for c in dataset.companies if in_span(c)}
-    expected = {user["user_id"] for index, user in enumerate(dataset.users)
-                if index not in dataset.expected_rejects
-                and (in_span(user) or user.get("company_id") in changed)}
+    expected = dataset.expected_user_ids(FROM, TO)
     assert sorted(m["userId"] for m in segment.delivered.values()) == sorted(expected)
     assert len(segment.accepted) == len(expected) and segment.duplicates == 0
 

@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from moesif_segment_sync.cli import main
-from tests.history_seed import BACKFILL, MANUAL, SCHEDULED, seed
+from tests.history_seed import BACKFILL, MANUAL, SCHEDULED, SCHEDULED_ROW, seed
 
 
 @pytest.fixture
@@ -43,13 +43,7 @@ def test_runs_as_json_with_filters(url):
     rows = json.loads(run(url, "runs", "--since", "2026-11-25", "--status", "success",
                           "--format", "json"))
     assert [row["run_id"] for row in rows] == [SCHEDULED]
-    assert rows[0] | {} == {
-        "dag_id": "moesif_to_segment", "run_id": SCHEDULED, "mode": "scheduled",
-        "status": "success", "window_start": "2026-11-25T00:00:00Z",
-        "window_end": "2026-11-25T01:00:00Z", "window_source": "data_interval",
-        "dry_run": False, "considered": 10, "sent": 7, "would_send": 0, "unchanged": 2,
-        "rejected": 1, "batches": 1, "started_at": "2026-11-25T01:00:05Z",
-        "finished_at": "2026-11-25T01:00:09.500000Z", "duration_s": 4.5, "error": None}
+    assert rows[0] == SCHEDULED_ROW
 
 
 def test_runs_as_csv_until_excludes_its_day(url):

@@ -3,15 +3,15 @@ failure reaches the configured callback (where Slack or email would be wired).""
 
 from __future__ import annotations
 
-import orjson
 import pytest
 from airflow.dag_processing.dagbag import DagBag
 
 from moesif_segment_sync.audit import AuditStore
 from sandbox.datagen import generate
-from sandbox.environment import DATA_SPAN, DEMO_WINDOW, connection_env, stand_ins
+from sandbox.environment import DATA_SPAN, DEMO_WINDOW, stand_ins
 from tests.conftest import REPO
 from tests.dags import alert_sink
+from tests.dags.support import point_dag_at
 
 DAG_ID = "moesif_to_segment"
 
@@ -19,13 +19,8 @@ DAG_ID = "moesif_to_segment"
 @pytest.fixture
 def env(airflow_db, tmp_path, monkeypatch):
     dataset = generate(400, seed=11, start=DATA_SPAN[0], end=DATA_SPAN[1])
-    audit_url = f"sqlite:///{tmp_path / 'audit.db'}"
     with stand_ins(dataset) as (moesif, segment):
-        for name, value in connection_env(moesif.url, segment.url).items():
-            monkeypatch.setenv(name, value)
-        monkeypatch.setenv("AIRFLOW_CONN_MOESIF_SEGMENT_AUDIT", orjson.dumps(
-            {"conn_type": "generic", "extra": {"sqlalchemy_url": audit_url}}).decode())
-        monkeypatch.setenv("MOESIF_SEGMENT_STAGING_ROOT", (tmp_path / "staging").as_uri())
+        audit_url = point_dag_at(monkeypatch, moesif.url, segment.url, tmp_path)
         monkeypatch.setenv("MOESIF_SEGMENT_ON_FAILURE_CALLBACK", "tests.dags.alert_sink:record")
         alert_sink.RECEIVED.clear()
         yield audit_url

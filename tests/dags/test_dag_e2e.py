@@ -14,12 +14,12 @@ from moesif_segment_sync import __version__
 from moesif_segment_sync.audit import AuditStore, RunKey
 from sandbox.datagen import Dataset, generate
 from sandbox.environment import DATA_SPAN, DEMO_WINDOW, connection_env, stand_ins
-from sandbox.moesif import MoesifStandIn, parse_timestamp_ms
+from sandbox.moesif import MoesifStandIn
 from sandbox.segment import SegmentStandIn
 from tests.conftest import REPO
+from tests.dags.support import point_dag_at
 
 DAG_ID = "moesif_to_segment"
-START_MS, END_MS = (int(moment.timestamp() * 1000) for moment in DEMO_WINDOW)
 
 GOLDEN_COMPANY = {
     "company_id": "cmp_golden", "company_domain": "golden.example.com",
@@ -120,13 +120,8 @@ def world(airflow_db, tmp_path, monkeypatch):
     dataset = generate(400, seed=11, start=DATA_SPAN[0], end=DATA_SPAN[1])
     dataset.users.append(GOLDEN_USER)
     dataset.companies.append(GOLDEN_COMPANY)
-    audit_url = f"sqlite:///{tmp_path / 'audit.db'}"
     with stand_ins(dataset) as (moesif, segment):
-        for name, value in connection_env(moesif.url, segment.url).items():
-            monkeypatch.setenv(name, value)
-        monkeypatch.setenv("AIRFLOW_CONN_MOESIF_SEGMENT_AUDIT", orjson.dumps(
-            {"conn_type": "generic", "extra": {"sqlalchemy_url": audit_url}}).decode())
-        monkeypatch.setenv("MOESIF_SEGMENT_STAGING_ROOT", (tmp_path / "staging").as_uri())
+        audit_url = point_dag_at(monkeypatch, moesif.url, segment.url, tmp_path)
         yield World(dataset, moesif, segment, audit_url)
 
 
@@ -138,17 +133,8 @@ def states(dag_run) -> dict[str, str]:  # noqa: ANN001
     return {ti.task_id: str(ti.state) for ti in dag_run.get_task_instances()}
 
 
-def in_window(record: dict) -> bool:
-    return any(START_MS <= (parse_timestamp_ms(record.get(name)) or -1) < END_MS
-               for name in ("modified_time", "last_seen_time"))
-
-
 def expected_user_ids(dataset: Dataset) -> set[str]:
-    """Users changed or seen in the window, or members of a company that was; minus rejects."""
-    changed = {c["company_id"] for c in dataset.companies if in_window(c)}
-    return {user["user_id"] for index, user in enumerate(dataset.users)
-            if index not in dataset.expected_rejects
-            and (in_window(user) or user.get("company_id") in changed)}
+    return dataset.expected_user_ids(*DEMO_WINDOW)
 
 
 def test_the_run_delivers_exactly_the_window_users(dag, world):
@@ -178,10 +164,8 @@ def test_rejects_are_in_the_audit_store_with_reasons(dag, world):
     store = world.store()
     rejects = store.rejects(RunKey(DAG_ID, last["run_id"]))
     store.close()
-    changed = {c["company_id"] for c in world.dataset.companies if in_window(c)}
-    bad = [world.dataset.users[i] for i in world.dataset.expected_rejects
-           if in_window(world.dataset.users[i])
-           or world.dataset.users[i].get("company_id") in changed]
+    bad = [world.dataset.users[i] for i in world.dataset.selected(*DEMO_WINDOW)
+           if i in world.dataset.expected_rejects]
     assert len(rejects) == len(bad) == last["rejected"] > 0
     reasons = {reject["kind"]: reject["reason"] for reject in rejects}
     assert reasons["no_user_id"] in {"user_id is blank", "user_id is missing"} or \

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-import orjson
 import pytest
 from airflow.dag_processing.dagbag import DagBag
 
@@ -18,6 +17,7 @@ from sandbox.environment import (
 )
 from sandbox.moesif import MoesifStandIn
 from sandbox.segment import SegmentStandIn
+from tests.dags.support import point_dag_at
 
 DAG_ID = "moesif_to_segment"
 A_END = datetime(2026, 11, 25, 1, tzinfo=UTC)   # window A = [00:00, 01:00)
@@ -66,15 +66,10 @@ class Sync:
 
 @pytest.fixture
 def sync(airflow_db, tmp_path, monkeypatch):
-    audit_url = f"sqlite:///{tmp_path / 'audit.db'}"
     with MoesifStandIn(USERS, COMPANIES, api_key="mk").start() as moesif, \
             SegmentStandIn("wk").start() as segment:
-        env = connection_env(moesif.url, segment.url, moesif_key="mk", write_key="wk")
-        for name, value in env.items():
-            monkeypatch.setenv(name, value)
-        monkeypatch.setenv("AIRFLOW_CONN_MOESIF_SEGMENT_AUDIT", orjson.dumps(
-            {"conn_type": "generic", "extra": {"sqlalchemy_url": audit_url}}).decode())
-        monkeypatch.setenv("MOESIF_SEGMENT_STAGING_ROOT", (tmp_path / "staging").as_uri())
+        audit_url = point_dag_at(monkeypatch, moesif.url, segment.url, tmp_path,
+                                 moesif_key="mk", write_key="wk")
         yield Sync(moesif, segment, audit_url)
 
 

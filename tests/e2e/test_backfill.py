@@ -17,7 +17,7 @@ import pytest
 from moesif_segment_sync.audit import AuditStore
 from sandbox.datagen import generate
 from sandbox.environment import connection_env
-from sandbox.moesif import MoesifStandIn, parse_timestamp_ms
+from sandbox.moesif import MoesifStandIn
 from sandbox.segment import SegmentStandIn
 from tests.airflow_server import standalone
 
@@ -27,12 +27,6 @@ FROM, TO = datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 11, 4, tzinfo=UTC)
 SCHEDULE = "0 */6 * * *"  # 12 windows in 3 days: enough to cross day and window boundaries
 LAST_START = TO - timedelta(hours=6)
 BACKFILL_SECONDS = 600
-
-
-def in_span(record: dict) -> bool:
-    low, high = (int(moment.timestamp() * 1000) for moment in (FROM, TO))
-    return any(low <= (parse_timestamp_ms(record.get(name)) or -1) < high
-               for name in ("modified_time", "last_seen_time"))
 
 
 @pytest.fixture
@@ -83,10 +77,7 @@ def test_a_three_day_backfill_syncs_each_window_once(world):
         assert window == (run["data_interval_start"], run["data_interval_end"])
     assert len([r for r in records.values() if r["mode"] == "backfill"]) == 12
 
-    changed = {c["company_id"] for c in dataset.companies if in_span(c)}
-    expected = {user["user_id"] for index, user in enumerate(dataset.users)
-                if index not in dataset.expected_rejects
-                and (in_span(user) or user.get("company_id") in changed)}
+    expected = dataset.expected_user_ids(FROM, TO)
     assert sorted(m["userId"] for m in segment.delivered.values()) == sorted(expected)
     # Each user's content is the same in every window it falls in: sent once, then unchanged.
     assert len(segment.accepted) == len(expected)

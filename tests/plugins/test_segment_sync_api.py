@@ -8,10 +8,16 @@ import io
 import json
 from urllib.parse import quote
 
-import orjson
 import pytest
 
-from tests.history_seed import BACKFILL, MANUAL, SCHEDULED, SENT_MESSAGES, seed
+from tests.history_seed import (
+    BACKFILL,
+    MANUAL,
+    SCHEDULED,
+    SCHEDULED_ROW,
+    SENT_MESSAGES,
+    history_client,
+)
 
 ROUTES = ["/segment-sync/runs", f"/segment-sync/runs/{quote(SCHEDULED, safe='')}",
           f"/segment-sync/runs/{quote(SCHEDULED, safe='')}/rejects",
@@ -21,21 +27,8 @@ ROUTES = ["/segment-sync/runs", f"/segment-sync/runs/{quote(SCHEDULED, safe='')}
 
 @pytest.fixture(scope="module")
 def client(airflow_db, tmp_path_factory):
-    from airflow.api_fastapi.app import create_app
-    from fastapi.testclient import TestClient
-
-    root = tmp_path_factory.mktemp("history")
-    url = f"sqlite:///{root / 'audit.db'}"
-    seed(url, staging_root=(root / "staging").as_uri())
-    (airflow_db / "simple_auth_manager_passwords.json.generated").write_text(
-        json.dumps({"admin": "admin"}))
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS", "admin:admin")
-        env.setenv("AIRFLOW_CONN_MOESIF_SEGMENT_AUDIT", orjson.dumps(
-            {"conn_type": "generic", "extra": {"sqlalchemy_url": url}}).decode())
-        env.setenv("MOESIF_SEGMENT_STAGING_ROOT", (root / "staging").as_uri())
-        with TestClient(create_app()) as test_client:
-            yield test_client
+    with history_client(airflow_db, tmp_path_factory.mktemp("history")) as test_client:
+        yield test_client
 
 
 @pytest.fixture(scope="module")
@@ -75,13 +68,7 @@ def test_runs_newest_window_first_with_exact_fields(client, auth):
     page = client.get("/segment-sync/runs", headers=auth).json()
     assert (page["total"], page["limit"], page["offset"]) == (3, 50, 0)
     assert [run["run_id"] for run in page["runs"]] == [MANUAL, SCHEDULED, BACKFILL]
-    assert page["runs"][1] == {
-        "dag_id": "moesif_to_segment", "run_id": SCHEDULED, "mode": "scheduled",
-        "status": "success", "window_start": "2026-11-25T00:00:00Z",
-        "window_end": "2026-11-25T01:00:00Z", "window_source": "data_interval",
-        "dry_run": False, "considered": 10, "sent": 7, "would_send": 0, "unchanged": 2,
-        "rejected": 1, "batches": 1, "started_at": "2026-11-25T01:00:05Z",
-        "finished_at": "2026-11-25T01:00:09.500000Z", "duration_s": 4.5, "error": None}
+    assert page["runs"][1] == SCHEDULED_ROW
 
 
 @pytest.mark.parametrize(("query", "expected"), [

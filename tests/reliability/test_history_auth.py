@@ -4,14 +4,12 @@ guarantee in the reliability suite, including a token signed with another secret
 
 from __future__ import annotations
 
-import json
 from urllib.parse import quote
 
 import jwt
-import orjson
 import pytest
 
-from tests.history_seed import SCHEDULED, seed
+from tests.history_seed import SCHEDULED, history_client
 
 RUN = quote(SCHEDULED, safe="")
 ROUTES = ["/segment-sync/runs", f"/segment-sync/runs/{RUN}", f"/segment-sync/runs/{RUN}/rejects",
@@ -22,21 +20,8 @@ ROUTES = ["/segment-sync/runs", f"/segment-sync/runs/{RUN}", f"/segment-sync/run
 
 @pytest.fixture(scope="module")
 def client(airflow_db, tmp_path_factory):
-    from airflow.api_fastapi.app import create_app
-    from fastapi.testclient import TestClient
-
-    root = tmp_path_factory.mktemp("auth")
-    url = f"sqlite:///{root / 'audit.db'}"
-    seed(url, staging_root=(root / "staging").as_uri())
-    (airflow_db / "simple_auth_manager_passwords.json.generated").write_text(
-        json.dumps({"admin": "admin"}))
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS", "admin:admin")
-        env.setenv("AIRFLOW_CONN_MOESIF_SEGMENT_AUDIT", orjson.dumps(
-            {"conn_type": "generic", "extra": {"sqlalchemy_url": url}}).decode())
-        env.setenv("MOESIF_SEGMENT_STAGING_ROOT", (root / "staging").as_uri())
-        with TestClient(create_app()) as test_client:
-            yield test_client
+    with history_client(airflow_db, tmp_path_factory.mktemp("auth")) as test_client:
+        yield test_client
 
 
 @pytest.mark.parametrize("route", ROUTES)

@@ -37,7 +37,7 @@ from moesif_segment_sync.sync import Endpoint
 from moesif_segment_sync.window import Window
 from sandbox._http import Fault, FaultQueue
 from sandbox.datagen import Dataset, generate
-from sandbox.moesif import MoesifStandIn, parse_timestamp_ms
+from sandbox.moesif import MoesifStandIn
 from sandbox.segment import SegmentStandIn
 from tests.conftest import REPO
 from tests.reliability.support import MOESIF_KEY, WRITE_KEY, FakeTime, make_run, on_fake_time
@@ -158,21 +158,12 @@ def sync_windows(root: Path, history: list[list[dict]], moesif: MoesifStandIn,
     return reports
 
 
-def in_window(record: dict, window: Window) -> bool:
-    start, end = (int(moment.timestamp() * 1000) for moment in window.bounds)
-    return any(start <= (parse_timestamp_ms(record.get(name)) or -1) < end
-               for name in ("modified_time", "last_seen_time"))
-
-
 def selected_user_ids(dataset: Dataset, history: list[list[dict]]) -> set[str]:
     """Every user some window selects (changed or seen in it, or of a company that was),
     except the ones the generator made bad; and every user that changed."""
     selected = {user["user_id"] for changed in history for user in changed}
     for window in WINDOWS:
-        changed = {c["company_id"] for c in dataset.companies if in_window(c, window)}
-        selected |= {user["user_id"] for index, user in enumerate(dataset.users)
-                     if index not in dataset.expected_rejects
-                     and (in_window(user, window) or user.get("company_id") in changed)}
+        selected |= dataset.expected_user_ids(*window.bounds)
     return selected
 
 
