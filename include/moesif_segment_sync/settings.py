@@ -33,7 +33,7 @@ class SyncSettings(BaseSettings):
     page_size: int = Field(1000, ge=1, le=10_000, description="Moesif search page size")
     id_chunk_size: int = Field(
         500, ge=1, le=10_000, description="ids per `terms` lookup when fetching by company id")
-    chunk_size: int = Field(50_000, ge=1, description="users per transform chunk")
+    chunk_size: int = Field(5_000, ge=1, description="users per transform chunk")
     shard_size: int = Field(
         100_000, ge=1, description="messages per shard; each shard is one mapped load task")
     load_slots: int = Field(

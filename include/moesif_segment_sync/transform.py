@@ -1,9 +1,10 @@
 """Transform: join each user's company onto the user and build the identify messages.
 
-Companies are the small side: they are mapped once each and held in a
-pandas DataFrame. Users stream through in chunks, are joined onto the
-companies with pandas, and are mapped one by one (trait-mapping.md); each
-ends as a staged message or a staged reject with its reason.
+Companies are mapped once each and kept on disk (``scratch``), with the ids
+of the users already built, so memory does not grow with the run. Users
+stream through in chunks: each chunk is joined onto its companies with
+pandas and mapped user by user (trait-mapping.md); each user ends as a
+staged message or a staged reject with its reason.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 
 import pandas as pd
@@ -28,10 +29,12 @@ from .mapping import (
     company_traits,
     identify,
 )
+from .scratch import Scratch
 from .staging import JsonLinesWriter, Staging
 
 USER_FILES = {staging.USERS: "window", staging.USERS_VIA_COMPANY: "company"}
 COMPANY_FILES = (staging.COMPANIES, staging.USER_COMPANIES)
+_DUPLICATE = "an earlier record of this run has the same user_id"
 
 
 def transform(stage: Staging, *, default_timestamp: str, chunk_size: int,
@@ -43,29 +46,26 @@ def transform(stage: Staging, *, default_timestamp: str, chunk_size: int,
     warnings: Counter = Counter()
     rejected: Counter = Counter()
     routes: Counter = Counter()
-    seen_users: set[str] = set()
     considered = built = 0
-    with ShardWriter(stage, shard_size) as messages, stage.writer(staging.REJECTS) as rejects:
-        companies, companies_rejected = _companies(stage, rejects, warnings, fields)
+    def build(record: object, company: dict | None, lenient: bool) -> Identify | Rejected:
+        return identify(fields.canonical("users", record), company,
+                        default_timestamp=default_timestamp, warnings=warnings,
+                        strict_json=lenient, policy=policy)
+
+    with Scratch() as scratch, ShardWriter(stage, shard_size) as messages, \
+            stage.writer(staging.REJECTS) as rejects:
+        companies_rejected = _stage_companies(stage, scratch, rejects, warnings, fields)
         for file, route in USER_FILES.items():
             for chunk in staging.chunks(stage.lines(file), chunk_size):
-                for record, lenient, company in _joined(chunk, companies):
+                for record, lenient, outcome in _outcomes(chunk, scratch, build):
                     considered += 1
                     routes[route] += 1
-                    outcome = identify(fields.canonical("users", record), company,
-                                       default_timestamp=default_timestamp,
-                                       warnings=warnings, strict_json=lenient,
-                                       policy=policy)
-                    if isinstance(outcome, Identify) and outcome.user_id in seen_users:
-                        outcome = Rejected(RejectKind.DUPLICATE, "an earlier record of this run "
-                                           "has the same user_id", outcome.user_id)
                     if isinstance(outcome, Rejected):
                         rejected[outcome.kind.value] += 1
                         _reject(rejects, "user", outcome, record, lenient, file)
-                        continue
-                    seen_users.add(outcome.user_id)
-                    messages.write_line(outcome.body)
-                    built += 1
+                    else:
+                        messages.write_line(outcome.body)
+                        built += 1
     return {
         # Names this transform's output, so a retried load can tell its own plan from a
         # plan made for an earlier transform of the same run.
@@ -76,13 +76,34 @@ def transform(stage: Staging, *, default_timestamp: str, chunk_size: int,
         "rejected_by_kind": dict(sorted(rejected.items())),
         "warnings": {str(kind): n for kind, n in sorted(warnings.items())},
         "routes": dict(routes),
-        "companies": len(companies),
+        "companies": scratch.companies,
         "companies_rejected": companies_rejected,
         "shards": messages.shards,
         "files": {"messages": stage.url(staging.messages_file(0)),
                   "rejects": stage.url(staging.REJECTS)},
         "seconds": round(time.monotonic() - started, 3),
     }
+
+
+def _outcomes(chunk: list[bytes], scratch: Scratch,
+              build: Callable[[object, dict | None, bool], Identify | Rejected]) -> Iterator[tuple]:
+    """(record, lenient, Identify or Rejected) for each user line of a chunk, in order. A
+    user built earlier in the run (or earlier in the chunk) is sent once: the repeat is a
+    ``duplicate`` reject."""
+    joined = list(_joined(chunk, scratch))
+    seen = scratch.built_before(record.get("user_id") for record, _, _ in joined
+                                if isinstance(record, dict))
+    built_now = []
+    for record, lenient, company in joined:
+        outcome = build(record, company, lenient)
+        if isinstance(outcome, Identify):
+            if outcome.user_id in seen:
+                outcome = Rejected(RejectKind.DUPLICATE, _DUPLICATE, outcome.user_id)
+            else:
+                seen.add(outcome.user_id)
+                built_now.append(outcome.user_id)
+        yield record, lenient, outcome
+    scratch.record_built(built_now)
 
 
 class ShardWriter:
@@ -122,25 +143,29 @@ class ShardWriter:
         self.shards += 1
 
 
-def _companies(stage: Staging, rejects: JsonLinesWriter, warnings: Counter,
-               fields: FieldNames) -> tuple[pd.DataFrame, int]:
-    """Every staged company's traits, one row per company_id (the first staged wins)."""
-    rows, rejected = [], 0
-    for file in COMPANY_FILES:
-        for line in stage.lines(file):
-            record, lenient = _source(line)
-            traits = company_traits(fields.canonical("companies", record), warnings)
-            if isinstance(traits, Rejected):
-                rejected += 1
-                _reject(rejects, "company", traits, record, lenient, file)
-            else:
-                rows.append((traits["id"], traits, lenient))
-    frame = pd.DataFrame(rows, columns=["company_id", "company", "company_lenient"],
-                         dtype=object)
-    return frame.drop_duplicates("company_id", keep="first"), rejected
+def _stage_companies(stage: Staging, scratch: Scratch, rejects: JsonLinesWriter,
+                     warnings: Counter, fields: FieldNames) -> int:
+    """Map every staged company once into the scratch table (the first staged of an id
+    wins); return how many were rejected."""
+    rejected = 0
+
+    def mapped() -> Iterator[tuple[str, bytes, bool]]:
+        nonlocal rejected
+        for file in COMPANY_FILES:
+            for line in stage.lines(file):
+                record, lenient = _source(line)
+                traits = company_traits(fields.canonical("companies", record), warnings)
+                if isinstance(traits, Rejected):
+                    rejected += 1
+                    _reject(rejects, "company", traits, record, lenient, file)
+                else:
+                    yield traits["id"], staging.dumps(traits, lenient=lenient), lenient
+
+    scratch.add_companies(mapped())
+    return rejected
 
 
-def _joined(chunk: list[bytes], companies: pd.DataFrame) -> Iterator[tuple]:
+def _joined(chunk: list[bytes], scratch: Scratch) -> Iterator[tuple]:
     """(record, lenient, company traits or None) for each user line, in order."""
     parsed = [_source(line) for line in chunk]
     users = pd.DataFrame({
@@ -148,6 +173,10 @@ def _joined(chunk: list[bytes], companies: pd.DataFrame) -> Iterator[tuple]:
         "lenient": [lenient for _, lenient in parsed],
         "company_id": [_company_key(record) for record, _ in parsed],
     }, dtype=object)
+    companies = pd.DataFrame(
+        [(company_id, staging.loads(line)[0], lenient) for company_id, line, lenient
+         in scratch.company_lines(users["company_id"].dropna().unique())],
+        columns=["company_id", "company", "company_lenient"], dtype=object)
     joined = users.merge(companies, on="company_id", how="left", sort=False)
     for record, lenient, company, company_lenient in zip(
             joined["record"], joined["lenient"], joined["company"], joined["company_lenient"],

@@ -6,7 +6,7 @@ import math
 import re
 from datetime import UTC, datetime, timedelta
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_EPOCH_NAIVE = datetime(1970, 1, 1)  # UTC
 # Moesif's forms: 7 fractional digits with Z, no zone (UTC), an offset.
 _ISO = re.compile(
     r"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(\d+))?(Z|[+-]\d{2}:\d{2})?\Z", re.ASCII)
@@ -33,21 +33,25 @@ def to_timestamp(value: object) -> str:
         if match is None:
             raise BadValue(f"not a timestamp: {value[:40]!r}")
         whole, fraction, zone = match.groups()
+        millis = (fraction or "0")[:3].ljust(3, "0")
         try:
-            moment = datetime.fromisoformat(whole + ("+00:00" if zone in (None, "Z") else zone))
-            millis = int((fraction or "0")[:3].ljust(3, "0"))
-            if zone not in (None, "Z"):
-                moment = moment.astimezone(UTC)
+            moment = datetime.fromisoformat(whole)  # validates the calendar: no 2026-02-30
+            if zone is None or zone == "Z":
+                # Already UTC, and ``whole`` is exactly the digits format_utc would write.
+                return f"{whole}.{millis}Z"
+            moment = datetime.fromisoformat(whole + zone).astimezone(UTC)
         except (ValueError, OverflowError) as exc:
             raise BadValue(f"not a timestamp: {value[:40]!r} ({exc})") from None
-        return format_utc(moment, millis)
+        return format_utc(moment, int(millis))
     if isinstance(value, int | float) and not isinstance(value, bool):
         if not math.isfinite(value):
             raise BadValue(f"not a timestamp: {value!r}")
         try:
-            return format_utc(_EPOCH + timedelta(milliseconds=math.floor(value)))
+            moment = _EPOCH_NAIVE + timedelta(milliseconds=math.floor(value))
         except OverflowError:
             raise BadValue(f"epoch milliseconds out of range: {value!r}") from None
+        # isoformat pads the year to four digits and truncates to whole milliseconds.
+        return moment.isoformat(timespec="milliseconds") + "Z"
     raise BadValue(f"not a timestamp: a {type(value).__name__}")
 
 
@@ -75,5 +79,8 @@ def trimmed(value: object) -> object | None:
 
 
 def compact(mapping: dict) -> dict:
-    """The mapping without its absent values; an object whose every field is absent is empty."""
-    return {key: value for key, value in mapping.items() if not is_absent(value)}
+    """The mapping without its absent values; an object whose every field is absent is empty.
+    (``is_absent`` inlined: this runs a few times for every user.)"""
+    return {key: value for key, value in mapping.items()
+            if value is not None and value != {}
+            and not (isinstance(value, str) and not value.strip())}
