@@ -83,12 +83,16 @@ class Options:
 @dataclass(frozen=True)
 class StageResult:
     seconds: float  # the stage call alone, measured inside its process
+    # The worker process's CPU time during the call, every thread of it: steadier than the
+    # wall time on a machine shared with other work, and above it when threads overlap.
+    cpu_seconds: float
     peak_rss_mb: float  # the whole worker process (VmHWM), imports included
     rss_before_mb: float  # after imports, before the stage
     summary: dict[str, Any]
 
     def figures(self) -> dict[str, Any]:
-        return {"seconds": round(self.seconds, 3), "peak_rss_mb": round(self.peak_rss_mb, 1),
+        return {"seconds": round(self.seconds, 3), "cpu_seconds": round(self.cpu_seconds, 3),
+                "peak_rss_mb": round(self.peak_rss_mb, 1),
                 "rss_before_mb": round(self.rss_before_mb, 1)}
 
 
@@ -122,8 +126,8 @@ class Workspace:
             raise BenchError(f"stage {name} failed (exit {measured.returncode}); log {log}:\n"
                              f"{log_tail(log)}")
         result = json.loads(result_path.read_text())
-        return StageResult(result["seconds"], result["peak_rss_mb"], result["rss_before_mb"],
-                           result["summary"])
+        return StageResult(result["seconds"], result["cpu_seconds"], result["peak_rss_mb"],
+                           result["rss_before_mb"], result["summary"])
 
     def copy_messages(self, run_id: str) -> None:
         """Give ``run_id`` the source run's staged messages, as if its transform had run."""
@@ -208,7 +212,7 @@ class Benchmark:
             raise BenchError(f"extract_users staged {staged:,} users, not {self.options.users:,}")
         self.stages = {"extract_users": users, "extract_companies": companies}
         self.results["extract_users_per_s"] = round(staged / users.seconds)
-        self.say(f"extract_users {users.seconds:.2f} s = "
+        self.say(f"extract_users {users.seconds:.2f} s ({users.cpu_seconds:.2f} s CPU) = "
                  f"{self.results['extract_users_per_s']:,} users/s, peak RSS "
                  f"{users.peak_rss_mb:,.0f} MB; extract_companies {companies.seconds:.2f} s")
 
@@ -223,7 +227,7 @@ class Benchmark:
         self.stages["transform"] = result
         self.results["transform_users_per_s"] = round(result.summary["considered"]
                                                       / result.seconds)
-        self.say(f"transform {result.seconds:.2f} s = "
+        self.say(f"transform {result.seconds:.2f} s ({result.cpu_seconds:.2f} s CPU) = "
                  f"{self.results['transform_users_per_s']:,} users/s, peak RSS "
                  f"{result.peak_rss_mb:,.0f} MB")
 
@@ -294,7 +298,8 @@ class Benchmark:
         self.stages.setdefault("load", result)
         if result.peak_rss_mb > self.stages["load"].peak_rss_mb:
             self.stages["load"] = result
-        self.say(f"round {number}: our load {result.seconds:.2f} s = "
+        self.say(f"round {number}: our load {result.seconds:.2f} s "
+                 f"({result.cpu_seconds:.2f} s CPU) = "
                  f"{figures['events_per_s']:,} events/s, dropped {figures['dropped']:,}, "
                  f"peak RSS {result.peak_rss_mb:,.0f} MB")
         return figures
