@@ -1,10 +1,11 @@
 """The transform's lookup tables, on disk: companies by id, and the user ids already built.
 
 Both grow with the run (a company per twenty users, say, and every user), so
-they live in a private temporary SQLite database instead of in memory: the
-transform takes the same memory at a million users as at a hundred
-thousand. SQLite creates the file itself and deletes it when the connection
-closes, so a killed task leaves nothing behind for the next attempt.
+they live in temporary SQLite databases instead of in memory: the transform
+takes the same memory at a million users as at a hundred thousand. The
+companies are a file in a temporary folder, which the transform's worker
+processes open read-only; the user ids are SQLite's private temporary
+database, which it deletes when the connection closes.
 
 Ids are stored as UTF-8 bytes (``surrogatepass``): a lone surrogate, which
 the lenient JSON parser lets through, is a valid key here too.
@@ -12,9 +13,12 @@ the lenient JSON parser lets through, is a valid key here too.
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import closing
+from pathlib import Path
 
 from .staging import chunks
 
@@ -26,15 +30,20 @@ class Scratch:
     """Companies (first staged wins) and the set of user ids seen, for one transform."""
 
     def __init__(self) -> None:
-        # "" is SQLite's private temporary database: a file it removes on close. Nothing is
-        # worth keeping after a crash, so no journal and no fsync.
-        self._db = sqlite3.connect("", isolation_level=None)
-        self._db.executescript("""
+        self._folder = tempfile.TemporaryDirectory(prefix="moesif-segment-sync-")
+        self.companies_path = os.path.join(self._folder.name, "companies.sqlite")
+        # Nothing here is worth keeping after a crash: no journal and no fsync.
+        self._companies = sqlite3.connect(self.companies_path, isolation_level=None)
+        self._companies.executescript("""
             PRAGMA journal_mode = OFF;
             PRAGMA synchronous = OFF;
-            PRAGMA cache_size = -2000;
             CREATE TABLE companies (id BLOB PRIMARY KEY, traits BLOB NOT NULL,
                                     lenient INTEGER NOT NULL) WITHOUT ROWID;
+        """)
+        self._users = sqlite3.connect("", isolation_level=None)  # "": private, temporary
+        self._users.executescript("""
+            PRAGMA journal_mode = OFF;
+            PRAGMA synchronous = OFF;
             CREATE TABLE users (id BLOB PRIMARY KEY) WITHOUT ROWID;
         """)
         self.companies = 0
@@ -43,11 +52,13 @@ class Scratch:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        self._db.close()
+        self._users.close()
+        self._companies.close()
+        self._folder.cleanup()
 
     def add_companies(self, rows: Iterable[tuple[str, bytes, bool]]) -> None:
         """(company_id, traits as a staged JSON line, lenient); an id already held is kept."""
-        with closing(self._db.cursor()) as cursor:
+        with closing(self._companies.cursor()) as cursor:
             cursor.execute("BEGIN")
             cursor.executemany("INSERT OR IGNORE INTO companies VALUES (?, ?, ?)",
                                ((_key(id_), traits, lenient) for id_, traits, lenient in rows))
@@ -56,12 +67,7 @@ class Scratch:
 
     def company_lines(self, ids: Iterable[str]) -> Iterator[tuple[str, bytes, bool]]:
         """(company_id, traits line, lenient) for each of ``ids`` the table holds."""
-        for part in chunks(ids, _IDS_PER_QUERY):
-            marks = ",".join("?" * len(part))
-            for key, traits, lenient in self._db.execute(
-                    f"SELECT id, traits, lenient FROM companies WHERE id IN ({marks})",
-                    [_key(id_) for id_ in part]):
-                yield _id(key), traits, bool(lenient)
+        return _company_lines(self._companies, ids)
 
     def built_before(self, user_ids: Iterable[object]) -> set[str]:
         """The ids among ``user_ids`` that an earlier chunk built (see ``record_built``)."""
@@ -69,16 +75,36 @@ class Scratch:
         held: set[str] = set()
         for part in chunks(keys, _IDS_PER_QUERY):
             marks = ",".join("?" * len(part))
-            held.update(_id(key) for key, in self._db.execute(
+            held.update(_id(key) for key, in self._users.execute(
                 f"SELECT id FROM users WHERE id IN ({marks})", part))
         return held
 
     def record_built(self, user_ids: Iterable[str]) -> None:
-        with closing(self._db.cursor()) as cursor:
+        with closing(self._users.cursor()) as cursor:
             cursor.execute("BEGIN")
             cursor.executemany("INSERT OR IGNORE INTO users VALUES (?)",
                                ((_key(user_id),) for user_id in user_ids))
             cursor.execute("COMMIT")
+
+
+class CompanyReader:
+    """The companies of a ``Scratch``, read-only, for a worker process."""
+
+    def __init__(self, path: str) -> None:
+        self._db = sqlite3.connect(Path(path).as_uri() + "?mode=ro", uri=True)
+
+    def company_lines(self, ids: Iterable[str]) -> Iterator[tuple[str, bytes, bool]]:
+        return _company_lines(self._db, ids)
+
+
+def _company_lines(db: sqlite3.Connection,
+                   ids: Iterable[str]) -> Iterator[tuple[str, bytes, bool]]:
+    for part in chunks(ids, _IDS_PER_QUERY):
+        marks = ",".join("?" * len(part))
+        for key, traits, lenient in db.execute(
+                f"SELECT id, traits, lenient FROM companies WHERE id IN ({marks})",
+                [_key(id_) for id_ in part]):
+            yield _id(key), traits, bool(lenient)
 
 
 def _key(value: str) -> bytes:

@@ -34,6 +34,9 @@ class SyncSettings(BaseSettings):
     id_chunk_size: int = Field(
         500, ge=1, le=10_000, description="ids per `terms` lookup when fetching by company id")
     chunk_size: int = Field(5_000, ge=1, description="users per transform chunk")
+    transform_workers: int = Field(
+        0, ge=0, le=64, description="processes the transform maps users in, once the run has "
+        "more than a few chunks; 0 = one per CPU core (at most 8), 1 = the task's own process")
     shard_size: int = Field(
         100_000, ge=1, description="messages per shard; each shard is one mapped load task")
     load_slots: int = Field(

@@ -117,6 +117,7 @@ def transform(run: Run) -> list[dict]:
 def _transform_all(run: Run) -> dict:
     return _transform(run.staging(), default_timestamp=format_utc(run.window.end),
                       chunk_size=run.settings.chunk_size, shard_size=run.settings.shard_size,
+                      workers=run.settings.transform_workers,
                       fields=FieldNames.from_overrides(run.settings.field_names),
                       policy=TraitPolicy(run.settings.trait_allow, run.settings.trait_deny))
 

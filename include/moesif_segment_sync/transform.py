@@ -5,15 +5,29 @@ of the users already built, so memory does not grow with the run. Users
 stream through in chunks: each chunk is joined onto its companies with
 pandas and mapped user by user (trait-mapping.md); each user ends as a
 staged message or a staged reject with its reason.
+
+Mapping is the transform's CPU work. A run of more than a few chunks maps
+them in worker processes (``transform_workers``, one per core by default),
+in order; this process reads, de-duplicates and writes, so the staged files
+are byte for byte those of mapping in one process.
 """
 
 from __future__ import annotations
 
+import gc
+import logging
+import multiprocessing
+import os
 import time
 import uuid
-from collections import Counter
-from collections.abc import Callable, Iterator
+from collections import Counter, deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import ExitStack
+from dataclasses import dataclass
+from itertools import chain, islice
+from typing import NamedTuple
 
 import pandas as pd
 
@@ -21,7 +35,6 @@ from . import staging
 from .fields import AS_INFERRED, FieldNames
 from .mapping import (
     ALL_TRAITS,
-    Identify,
     Rejected,
     RejectKind,
     TraitPolicy,
@@ -29,43 +42,49 @@ from .mapping import (
     company_traits,
     identify,
 )
-from .scratch import Scratch
+from .scratch import CompanyReader, Scratch
 from .staging import JsonLinesWriter, Staging
+
+log = logging.getLogger(__name__)
 
 USER_FILES = {staging.USERS: "window", staging.USERS_VIA_COMPANY: "company"}
 COMPANY_FILES = (staging.COMPANIES, staging.USER_COMPANIES)
 _DUPLICATE = "an earlier record of this run has the same user_id"
+# Worker processes start only for a file of at least this many chunks: starting them costs
+# about a second, mapping a chunk of 5,000 users a tenth of that.
+_CHUNKS_BEFORE_WORKERS = 4
+_MOST_WORKERS = 8
 
 
 def transform(stage: Staging, *, default_timestamp: str, chunk_size: int,
               shard_size: int, fields: FieldNames = AS_INFERRED,
-              policy: TraitPolicy = ALL_TRAITS) -> dict:
+              policy: TraitPolicy = ALL_TRAITS, workers: int = 1) -> dict:
     """Stage messages (in shards of ``shard_size``) and rejects; return the counts the
-    audit adds up and the number of shards."""
+    audit adds up and the number of shards. ``workers`` processes map the users (0: one
+    per core)."""
     started = time.monotonic()
     warnings: Counter = Counter()
     rejected: Counter = Counter()
     routes: Counter = Counter()
     considered = built = 0
-    def build(record: object, company: dict | None, lenient: bool) -> Identify | Rejected:
-        return identify(fields.canonical("users", record), company,
-                        default_timestamp=default_timestamp, warnings=warnings,
-                        strict_json=lenient, policy=policy)
-
     with Scratch() as scratch, ShardWriter(stage, shard_size) as messages, \
             stage.writer(staging.REJECTS) as rejects:
         companies_rejected = _stage_companies(stage, scratch, rejects, warnings, fields)
-        for file, route in USER_FILES.items():
-            for chunk in staging.chunks(stage.lines(file), chunk_size):
-                for record, lenient, outcome in _outcomes(chunk, scratch, build):
-                    considered += 1
-                    routes[route] += 1
-                    if isinstance(outcome, Rejected):
-                        rejected[outcome.kind.value] += 1
-                        _reject(rejects, "user", outcome, record, lenient, file)
-                    else:
-                        messages.write_line(outcome.body)
-                        built += 1
+        spec = MapSpec(scratch.companies_path, default_timestamp, fields, policy)
+        with ChunkMappers(spec, workers) as mappers:
+            for file, route in USER_FILES.items():
+                chunks = staging.chunks(stage.lines(file), chunk_size)
+                for lines, mapped in mappers.map(file, chunks):
+                    warnings.update(mapped.warnings)
+                    considered += len(lines)
+                    routes[route] += len(lines)
+                    for _, _, line, kind in _without_repeats(lines, mapped, scratch, file):
+                        if kind is None:
+                            messages.write_line(line)
+                            built += 1
+                        else:
+                            rejected[kind] += 1
+                            rejects.write_line(line)
     return {
         # Names this transform's output, so a retried load can tell its own plan from a
         # plan made for an earlier transform of the same run.
@@ -79,31 +98,164 @@ def transform(stage: Staging, *, default_timestamp: str, chunk_size: int,
         "companies": scratch.companies,
         "companies_rejected": companies_rejected,
         "shards": messages.shards,
+        "workers": mappers.workers,
         "files": {"messages": stage.url(staging.messages_file(0)),
                   "rejects": stage.url(staging.REJECTS)},
         "seconds": round(time.monotonic() - started, 3),
     }
 
 
-def _outcomes(chunk: list[bytes], scratch: Scratch,
-              build: Callable[[object, dict | None, bool], Identify | Rejected]) -> Iterator[tuple]:
-    """(record, lenient, Identify or Rejected) for each user line of a chunk, in order. A
-    user built earlier in the run (or earlier in the chunk) is sent once: the repeat is a
+def _without_repeats(lines: list[bytes], mapped: MappedChunk, scratch: Scratch,
+                     file: str) -> Iterator[tuple[str | None, str | None, bytes, str | None]]:
+    """A chunk's (user_id, message_id, line, reject kind) in order, where a user built
+    earlier in the run (or earlier in the chunk) is sent once: the repeat becomes a
     ``duplicate`` reject."""
-    joined = list(_joined(chunk, scratch))
-    seen = scratch.built_before(record.get("user_id") for record, _, _ in joined
-                                if isinstance(record, dict))
+    seen = scratch.built_before(user_id for user_id in mapped.user_ids if user_id is not None)
     built_now = []
-    for record, lenient, company in joined:
-        outcome = build(record, company, lenient)
-        if isinstance(outcome, Identify):
-            if outcome.user_id in seen:
-                outcome = Rejected(RejectKind.DUPLICATE, _DUPLICATE, outcome.user_id)
+    for source, outcome in zip(lines, zip(mapped.user_ids, mapped.message_ids, mapped.lines,
+                                          mapped.kinds, strict=True), strict=True):
+        user_id = outcome[0]
+        if user_id is not None:
+            if user_id in seen:
+                # Rare: read the line again for the reject's record.
+                record, lenient, _ = next(_joined([source], scratch))
+                duplicate = Rejected(RejectKind.DUPLICATE, _DUPLICATE, user_id)
+                outcome = (None, None, _reject_line("user", duplicate, record, lenient, file),
+                           duplicate.kind.value)
             else:
-                seen.add(outcome.user_id)
-                built_now.append(outcome.user_id)
-        yield record, lenient, outcome
+                seen.add(user_id)
+                built_now.append(user_id)
+        yield outcome
     scratch.record_built(built_now)
+
+
+# ---------------------------------------------------------------- mapping chunks
+
+@dataclass(frozen=True)
+class MapSpec:
+    """Everything mapping a chunk needs besides its lines (sent to each worker process)."""
+
+    companies_path: str
+    default_timestamp: str
+    fields: FieldNames
+    policy: TraitPolicy
+
+
+class MappedChunk(NamedTuple):
+    """A chunk's outcomes in order, as columns (which cross between processes cheaply): a
+    built user has its user_id, message_id, message line and no kind; a rejected one no
+    ids, its reject line and its reject kind."""
+
+    user_ids: list[str | None]
+    message_ids: list[str | None]
+    lines: list[bytes]
+    kinds: list[str | None]
+    warnings: Counter
+
+
+class ChunkMapper:
+    """Maps one chunk of staged user lines (``MappedChunk``)."""
+
+    def __init__(self, spec: MapSpec) -> None:
+        self._spec = spec
+        self._companies = CompanyReader(spec.companies_path)
+
+    def __call__(self, file: str, lines: list[bytes]) -> MappedChunk:
+        spec = self._spec
+        mapped = MappedChunk([], [], [], [], Counter())
+        for record, lenient, company in _joined(lines, self._companies):
+            outcome = identify(spec.fields.canonical("users", record), company,
+                               default_timestamp=spec.default_timestamp,
+                               warnings=mapped.warnings, strict_json=lenient, policy=spec.policy)
+            if isinstance(outcome, Rejected):
+                mapped.user_ids.append(None)
+                mapped.message_ids.append(None)
+                mapped.lines.append(_reject_line("user", outcome, record, lenient, file))
+                mapped.kinds.append(outcome.kind.value)
+            else:
+                mapped.user_ids.append(outcome.user_id)
+                mapped.message_ids.append(outcome.message_id)
+                mapped.lines.append(outcome.body)
+                mapped.kinds.append(None)
+        return mapped
+
+
+class ChunkMappers:
+    """Maps chunks in this process, or in worker processes once a file has enough chunks to
+    be worth starting them; either way the results come back in the chunks' order."""
+
+    def __init__(self, spec: MapSpec, workers: int) -> None:
+        self._spec = spec
+        self.workers = workers or min(os.cpu_count() or 1, _MOST_WORKERS)
+        self._local: ChunkMapper | None = None
+        self._pool: Executor | None = None
+
+    def __enter__(self) -> ChunkMappers:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
+
+    def map(self, file: str,
+            chunks: Iterable[list[bytes]]) -> Iterator[tuple[list[bytes], MappedChunk]]:
+        """(lines, their ``MappedChunk``) for each chunk, in order."""
+        chunks = iter(chunks)
+        first = list(islice(chunks, _CHUNKS_BEFORE_WORKERS))
+        chunks = chain(first, chunks)
+        pool = self._started_pool() if len(first) == _CHUNKS_BEFORE_WORKERS else None
+        if pool is None:
+            if self._local is None:
+                self._local = ChunkMapper(self._spec)
+            yield from ((lines, self._local(file, lines)) for lines in chunks)
+            return
+        pending: deque = deque()
+        for lines in chunks:
+            pending.append((lines, pool.submit(_map_in_worker, file, lines)))
+            if len(pending) > 2 * self.workers:  # a bounded number of chunks in flight
+                lines, future = pending.popleft()
+                yield lines, future.result()
+        while pending:
+            lines, future = pending.popleft()
+            yield lines, future.result()
+
+    def _started_pool(self) -> Executor | None:
+        if self.workers < 2:
+            return None
+        if self._pool is None:
+            # spawn, not fork: the task's process may hold threads (Airflow's own) whose locks
+            # a forked child would inherit taken.
+            pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context(
+                "spawn"), initializer=_start_worker, initargs=(self._spec,))
+            try:
+                pool.submit(_ready).result()
+            except (BrokenProcessPool, AssertionError, OSError) as exc:
+                # A daemonic process (some executors run tasks in one) may not have children.
+                log.warning("mapping users in this process: cannot start worker processes "
+                            "(%s)", exc)
+                pool.shutdown(cancel_futures=True)
+                self.workers = 1
+                return None
+            log.info("mapping users in %d worker processes", self.workers)
+            self._pool = pool
+        return self._pool
+
+
+_worker: ChunkMapper | None = None
+
+
+def _start_worker(spec: MapSpec) -> None:
+    global _worker
+    gc.disable()  # parsed JSON has no cycles (sync._stage says why this pays)
+    _worker = ChunkMapper(spec)
+
+
+def _ready() -> bool:
+    return True
+
+
+def _map_in_worker(file: str, lines: list[bytes]) -> MappedChunk:
+    return _worker(file, lines)
 
 
 class ShardWriter:
@@ -165,7 +317,7 @@ def _stage_companies(stage: Staging, scratch: Scratch, rejects: JsonLinesWriter,
     return rejected
 
 
-def _joined(chunk: list[bytes], scratch: Scratch) -> Iterator[tuple]:
+def _joined(chunk: list[bytes], companies: Scratch | CompanyReader) -> Iterator[tuple]:
     """(record, lenient, company traits or None) for each user line, in order."""
     parsed = [_source(line) for line in chunk]
     users = pd.DataFrame({
@@ -175,7 +327,7 @@ def _joined(chunk: list[bytes], scratch: Scratch) -> Iterator[tuple]:
     }, dtype=object)
     companies = pd.DataFrame(
         [(company_id, staging.loads(line)[0], lenient) for company_id, line, lenient
-         in scratch.company_lines(users["company_id"].dropna().unique())],
+         in companies.company_lines(users["company_id"].dropna().unique())],
         columns=["company_id", "company", "company_lenient"], dtype=object)
     joined = users.merge(companies, on="company_id", how="left", sort=False)
     for record, lenient, company, company_lenient in zip(
@@ -205,10 +357,15 @@ def _company_key(record: object) -> str | None:
 
 def _reject(out: JsonLinesWriter, entity: str, rejected: Rejected, record: object,
             lenient: bool, file: str) -> None:
-    out.write({"entity": entity, "id": rejected.entity_id or _id_of(record, entity),
-               "kind": rejected.kind.value, "reason": rejected.reason, "file": file,
-               "record": record.text if isinstance(record, Unreadable) else record},
-              lenient=lenient)
+    out.write_line(_reject_line(entity, rejected, record, lenient, file))
+
+
+def _reject_line(entity: str, rejected: Rejected, record: object, lenient: bool,
+                 file: str) -> bytes:
+    return staging.dumps({
+        "entity": entity, "id": rejected.entity_id or _id_of(record, entity),
+        "kind": rejected.kind.value, "reason": rejected.reason, "file": file,
+        "record": record.text if isinstance(record, Unreadable) else record}, lenient=lenient)
 
 
 def _id_of(record: object, entity: str) -> str | None:

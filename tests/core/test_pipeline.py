@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 
-from moesif_segment_sync import staging, sync
+from moesif_segment_sync import staging, sync, transform
 from moesif_segment_sync.audit import AuditStore
 from moesif_segment_sync.errors import AccountingError, SegmentError, SyncError
 from moesif_segment_sync.settings import load_settings
@@ -64,6 +64,42 @@ def test_the_transform_does_not_depend_on_the_chunk_size(tmp_path, servers):
     extract_and_transform(small, moesif)
     assert staged_messages(big) == staged_messages(small)
     assert len(staged_messages(big)) == len(dataset.users) - len(dataset.expected_rejects)
+
+
+def test_worker_processes_stage_the_same_files_as_one_process(tmp_path, servers):
+    dataset, moesif, _ = servers
+    alone = make_run(tmp_path / "a", chunk_size=40, transform_workers=1)
+    shared = make_run(tmp_path / "b", chunk_size=40, transform_workers=2)
+    summaries = [extract_and_transform(run, moesif)["shards"][0] for run in (alone, shared)]
+    assert [summary["workers"] for summary in summaries] == [1, 2]
+    assert staged_messages(alone) == staged_messages(shared)
+    rejects = [list(run.staging().lines(staging.REJECTS)) for run in (alone, shared)]
+    assert rejects[0] == rejects[1] and len(rejects[0]) == len(dataset.expected_rejects)
+    drop = ("transform_id", "seconds", "started_at", "workers", "files")
+    assert ({k: v for k, v in summaries[0].items() if k not in drop}
+            == {k: v for k, v in summaries[1].items() if k not in drop})
+
+
+def test_a_task_that_may_not_start_processes_maps_in_its_own(tmp_path, servers, monkeypatch,
+                                                             caplog):
+    _, moesif, _ = servers
+
+    class DaemonicPool:  # what multiprocessing does inside a daemonic process
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            pass
+
+        def submit(self, *args: object) -> None:
+            raise AssertionError("daemonic processes are not allowed to have children")
+
+        def shutdown(self, **kwargs: object) -> None:
+            pass
+
+    monkeypatch.setattr(transform, "ProcessPoolExecutor", DaemonicPool)
+    run = make_run(tmp_path, chunk_size=40, transform_workers=2)
+    summary = extract_and_transform(run, moesif)["shards"][0]
+    assert summary["workers"] == 1
+    assert "cannot start worker processes (daemonic processes" in caplog.text
+    assert len(staged_messages(run)) == summary["messages"] > 0
 
 
 def test_message_ids_are_stable_across_runs(tmp_path, servers):
