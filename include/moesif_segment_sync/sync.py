@@ -12,6 +12,7 @@ import gc
 import logging
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -182,37 +183,84 @@ def _batches(run: Run, shard: int, shard_plan: plan.Plan) -> Iterator[Batch]:
 
 def _send(run: Run, store: AuditStore, sender: SegmentSender | None,
           ledger: dict[tuple[int, int], BatchEntry], shard: int, shard_plan: plan.Plan) -> dict:
-    settings = run.settings
-    # Shards load at once in up to load_slots pool slots: each keeps its share of the rate.
-    limiter = RateLimiter(settings.send_rate / settings.load_slots if settings.send_rate else None)
     totals = {"batches": 0, "sent": 0, "would_send": 0, "resumed_batches": 0, "attempts": 0,
               "bytes": 0}
-    for batch in _batches(run, shard, shard_plan):
-        totals["batches"] += 1
-        totals["bytes"] += batch.body_bytes
-        previous = ledger.get((shard, batch.no))
-        if previous is not None and previous.status == "sent":
-            totals["resumed_batches"] += 1
-            totals["sent"] += batch.count
-            continue
-        if sender is None:
-            store.record_batch(run.key, _entry(shard, batch, "dry_run", attempts=0))
-            totals["would_send"] += batch.count
-            continue
-        limiter.wait(batch.count)
-        try:
-            attempts = sender.send(batch)
-        except SyncError as exc:
-            store.record_batch(run.key, _entry(shard, batch, "failed", sender.attempts,
-                                               str(exc)))
-            raise
-        store.record_batch(run.key, _entry(shard, batch, "sent", attempts),
-                           accepted=batch.ids())
-        totals["sent"] += batch.count
-        totals["attempts"] += attempts
-        log.info("shard %d batch %d: %d messages, %d bytes, sent in %d attempt(s)",
-                 shard, batch.no, batch.count, batch.body_bytes, attempts)
+    with _OneInFlight(run, store, sender, shard, totals) as flight:
+        for batch in _batches(run, shard, shard_plan):
+            totals["batches"] += 1
+            totals["bytes"] += batch.body_bytes
+            previous = ledger.get((shard, batch.no))
+            if previous is not None and previous.status == "sent":
+                totals["resumed_batches"] += 1
+                totals["sent"] += batch.count
+            elif sender is None:
+                store.record_batch(run.key, _entry(shard, batch, "dry_run", attempts=0))
+                totals["would_send"] += batch.count
+            else:
+                flight.send(batch)
+        flight.finish()
     return totals
+
+
+class _OneInFlight:
+    """Sends a shard's batches on one worker thread, at most one batch in flight.
+
+    Gzip and the HTTP exchange of a batch release the GIL, so they overlap
+    packing the next batch and writing the previous batch's ledger row. The
+    next batch is handed over only once the one in flight is answered, so a
+    batch Segment does not take is the last one sent; it is recorded
+    ``failed`` and its error stops the load, as before. Ledger rows are
+    written in batch order, each only after its batch's 200.
+    """
+
+    def __init__(self, run: Run, store: AuditStore, sender: SegmentSender | None, shard: int,
+                 totals: dict) -> None:
+        self._run, self._store, self._sender = run, store, sender
+        self._shard, self._totals = shard, totals
+        settings = run.settings
+        # Shards load at once in up to load_slots pool slots: each keeps its share of the rate.
+        self._limiter = RateLimiter(
+            settings.send_rate / settings.load_slots if settings.send_rate else None)
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"send-{shard}")
+        self._in_flight: tuple[Batch, Future[int]] | None = None
+
+    def __enter__(self) -> _OneInFlight:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._worker.shutdown(wait=True)  # a batch still in flight is answered, not recorded
+
+    def send(self, batch: Batch) -> None:
+        answered = self._answered()
+        self._limiter.wait(batch.count)
+        self._in_flight = (batch, self._worker.submit(self._sender.send, batch))
+        if answered is not None:
+            self._record_sent(*answered)
+
+    def finish(self) -> None:
+        answered = self._answered()
+        if answered is not None:
+            self._record_sent(*answered)
+
+    def _answered(self) -> tuple[Batch, int] | None:
+        """The batch in flight and its attempts, once Segment took it; raises when it did not."""
+        if self._in_flight is None:
+            return None
+        (batch, future), self._in_flight = self._in_flight, None
+        try:
+            return batch, future.result()
+        except SyncError as exc:
+            self._store.record_batch(self._run.key, _entry(
+                self._shard, batch, "failed", self._sender.attempts, str(exc)))
+            raise
+
+    def _record_sent(self, batch: Batch, attempts: int) -> None:
+        self._store.record_batch(self._run.key, _entry(self._shard, batch, "sent", attempts),
+                                 accepted=batch.ids())
+        self._totals["sent"] += batch.count
+        self._totals["attempts"] += attempts
+        log.info("shard %d batch %d: %d messages, %d bytes, sent in %d attempt(s)",
+                 self._shard, batch.no, batch.count, batch.body_bytes, attempts)
 
 
 def _entry(shard: int, batch: Batch, status: str, attempts: int,
