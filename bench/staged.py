@@ -2,14 +2,17 @@
 
 The benchmark depends on one detail of the staging layout: where the
 transform leaves its identify messages (one gzip JSON Lines file per shard,
-``staging.messages_file(n)``, each shard one mapped load task). It is used
-only here, so a change of layout is a change of this module; the stage
-calls themselves are all in ``worker``.
+``staging.messages_file(n)``, each shard one mapped load task, with its
+``staging.heads_file(n)`` beside it). It is used only here, so a change of
+layout is a change of this module; the stage calls themselves are all in
+``worker``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+
+import orjson
 
 from moesif_segment_sync import staging
 from moesif_segment_sync.staging import Staging
@@ -30,15 +33,21 @@ def messages(stage: Staging) -> Iterator[bytes]:
 
 
 def write_messages(stage: Staging, lines: Iterable[bytes]) -> int:
-    """Stage ``lines`` as the run's messages, all in shard 0, as if its transform had."""
-    with stage.writer(staging.messages_file(0)) as out:
+    """Stage ``lines`` as the run's messages, all in shard 0, with their heads, as if its
+    transform had."""
+    with stage.writer(staging.messages_file(0)) as out, \
+            stage.writer(staging.heads_file(0)) as heads:
         for line in lines:
             out.write_line(line)
+            message = orjson.loads(line)
+            heads.write_line(orjson.dumps([message["userId"], message["messageId"]]))
     return out.lines
 
 
 def copy_messages(source: Staging, target: Staging) -> None:
-    """Give ``target`` every message shard of ``source`` (file copies: nothing re-encoded)."""
+    """Give ``target`` every message shard of ``source`` and its heads (file copies: nothing
+    re-encoded)."""
     target.fs.makedirs(target.dir, exist_ok=True)
-    for name in message_files(source):
-        target.fs.copy(source.path(name), target.path(name))
+    for shard, name in enumerate(message_files(source)):
+        for copied in (name, staging.heads_file(shard)):
+            target.fs.copy(source.path(copied), target.path(copied))

@@ -16,7 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict
 
-from . import staging
+from . import plan, staging
 from .audit import AuditStore, RunKey, batches, rejects, runs
 from .staging import Staging
 
@@ -157,9 +157,18 @@ def sent_messages(detail: RunDetail, staging_root: str) -> Iterator[dict]:
     """The messages the run sent (or would have sent, for a dry run), from its staged plan."""
     stage = Staging(staging_root, detail.dag_id, detail.run_id)
     for shard in range(detail.counts.get("shards", 1)):
-        name = staging.to_send_file(shard)
-        for line in stage.lines(name if stage.exists(name) else staging.messages_file(shard)):
+        for line in _planned_lines(stage, shard):
             yield staging.loads(line)[0]
+
+
+def _planned_lines(stage: Staging, shard: int) -> Iterator[bytes]:
+    """The shard's messages its load plan sends: all of them when it has no plan, and the
+    copy an earlier release staged for a run it loaded."""
+    shard_plan = plan.read(stage, shard)
+    if shard_plan is None and stage.exists(staging.to_send_file(shard)):
+        return stage.lines(staging.to_send_file(shard))
+    lines = stage.lines(staging.messages_file(shard))
+    return shard_plan.selected(lines) if shard_plan is not None else lines
 
 
 # ---------------------------------------------------------------- exports

@@ -2,7 +2,8 @@
 
 Synchronous on purpose (segment-api.md says why not the official library):
 every batch either gets a 200 or stops the load with an error naming it,
-and the caller records each outcome in the ledger before going on.
+and the caller records each outcome in the ledger, in batch order, with at
+most one batch in flight (``sync._OneInFlight``): no queue, nothing dropped.
 """
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ import gzip
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import repeat
 
 import orjson
 import requests
@@ -40,6 +42,8 @@ class Batch:
     no: int
     messages: list[bytes]
     body_bytes: int  # the uncompressed body, sentAt included
+    # The staged ``[userId, messageId]`` of each message (plan.heads), when packed with them.
+    heads: list[bytes] = field(default_factory=list)
 
     @property
     def count(self) -> int:
@@ -49,35 +53,41 @@ class Batch:
         return _HEAD + b",".join(self.messages) + _SENT_AT + sent_at.encode() + _TAIL
 
     def edge_message_ids(self) -> tuple[str, str]:
-        """The first and last messageId, for the ledger, parsing just those two messages."""
-        return (orjson.loads(self.messages[0])["messageId"],
-                orjson.loads(self.messages[-1])["messageId"])
+        """The first and last messageId, for the ledger."""
+        return orjson.loads(self.heads[0])[1], orjson.loads(self.heads[-1])[1]
 
-    def heads(self) -> list[tuple[str, str]]:
-        """(userId, messageId) of each message, in order."""
-        return [(head["userId"], head["messageId"])
-                for head in map(orjson.loads, self.messages)]
+    def ids(self) -> list[tuple[str, str]]:
+        """(userId, messageId) of each message, in order: one parse of the joined heads."""
+        return [(user_id, message_id) for user_id, message_id
+                in orjson.loads(b"[" + b",".join(self.heads) + b"]")]
 
 
-def pack(messages: Iterable[bytes], *, max_bytes: int, max_messages: int) -> Iterator[Batch]:
-    """Greedy packing in order: the same messages always give the same batches.
+def pack(messages: Iterable[bytes], *, max_bytes: int, max_messages: int,
+         heads: Iterable[bytes] | None = None) -> Iterator[Batch]:
+    """Greedy packing in order: the same messages always give the same batches. ``heads``,
+    one per message in the same order, are carried along into each message's batch.
 
     Every message is at most 32 KB (the transform rejects larger ones), so one
     always fits an empty batch under any allowed ``max_bytes``.
     """
+    pairs = zip(messages, heads, strict=True) if heads is not None else zip(
+        messages, repeat(None))
     current: list[bytes] = []
+    current_heads: list[bytes] = []
     size = ENVELOPE_BYTES
     number = 0
-    for message in messages:
+    for message, head in pairs:
         added = len(message) + (1 if current else 0)
         if current and (size + added > max_bytes or len(current) >= max_messages):
             number += 1
-            yield Batch(number, current, size)
-            current, size, added = [], ENVELOPE_BYTES, len(message)
+            yield Batch(number, current, size, current_heads)
+            current, current_heads, size, added = [], [], ENVELOPE_BYTES, len(message)
         current.append(message)
+        if head is not None:
+            current_heads.append(head)
         size += added
     if current:
-        yield Batch(number + 1, current, size)
+        yield Batch(number + 1, current, size, current_heads)
 
 
 class RateLimiter:

@@ -39,8 +39,15 @@ def messages_file(shard: int) -> str:
     return f"messages-{shard:05d}.jsonl.gz"
 
 
+def heads_file(shard: int) -> str:
+    """``[userId, messageId]`` of each message of ``messages_file(shard)``, line for line: the
+    load plans, packs and keeps its ledger from these without parsing a message."""
+    return f"heads-{shard:05d}.jsonl.gz"
+
+
 def to_send_file(shard: int) -> str:
-    """The shard's messages whose content Segment does not have yet."""
+    """The shard's messages whose content Segment did not have yet, as loads before the heads
+    file staged them (read only for the sent-messages download of such runs)."""
     return f"to_send-{shard:05d}.jsonl.gz"
 
 

@@ -11,14 +11,13 @@ import functools
 import gc
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-import orjson
-
-from . import staging
+from . import plan, staging
 from .audit import AuditStore, BatchEntry, RunKey, check_accounting, now
 from .errors import AccountingError, RejectThresholdError, SyncError
 from .extract import extract_companies as _extract_companies
@@ -126,12 +125,12 @@ def _transform_all(run: Run) -> dict:
 def load(run: Run, segment: Endpoint | None, shard: dict) -> dict:
     """Send one shard's messages that Segment does not have yet, writing the ledger as it goes.
 
-    First a plan: each built message whose messageId is the last one Segment
-    accepted for that user is ``unchanged`` (unless ``force``); the rest are
-    staged to send. A retried load finds its plan (same transform) and skips
-    the batches the ledger holds as sent, so it resumes where it stopped and
-    ends with the same counts. A dry run plans and packs, records the batches
-    as ``dry_run`` and sends nothing. ``shard`` is one element of what
+    First a plan (``plan.py``): each built message whose messageId is the last
+    one Segment accepted for that user is ``unchanged`` (unless ``force``);
+    the rest are to send. A retried load finds its plan (same transform) and
+    skips the batches the ledger holds as sent, so it resumes where it stopped
+    and ends with the same counts. A dry run plans and packs, records the
+    batches as ``dry_run`` and sends nothing. ``shard`` is one element of what
     ``transform`` returned.
     """
     started = time.monotonic()
@@ -140,86 +139,129 @@ def load(run: Run, segment: Endpoint | None, shard: dict) -> dict:
     sender = None
     try:
         store.ensure_writable()
-        plan = _plan(run, store, shard["transform_id"], number)
+        shard_plan = _plan(run, store, shard["transform_id"], number)
         ledger = store.ledger(run.key, number)
         if not run.params.dry_run:
             if segment is None:
                 raise SyncError("load needs the Segment connection unless dry_run is set")
             sender = SegmentSender(segment.url, segment.secret, run.settings)
-        totals = _send(run, store, sender, ledger, number)
+        totals = _send(run, store, sender, ledger, number, shard_plan)
     finally:
         if sender is not None:
             sender.close()
         store.close()
-    return {**totals, "shard": number, "unchanged": plan["unchanged"],
-            "planned": plan["to_send"], "seconds": round(time.monotonic() - started, 3)}
+    return {**totals, "shard": number, "unchanged": shard_plan.unchanged,
+            "planned": shard_plan.to_send, "seconds": round(time.monotonic() - started, 3)}
 
 
-def _plan(run: Run, store: AuditStore, transform_id: str, shard: int) -> dict:
+def _plan(run: Run, store: AuditStore, transform_id: str, shard: int) -> plan.Plan:
     stage = run.staging()
-    identity = {"transform_id": transform_id, "force": run.params.force,
-                "dry_run": run.params.dry_run}
-    if stage.exists(staging.plan_file(shard)):
-        previous = stage.read_json(staging.plan_file(shard))
-        if {name: previous.get(name) for name in identity} == identity:
-            log.info("resuming the load plan of shard %d: %d to send, %d unchanged",
-                     shard, previous["to_send"], previous["unchanged"])
-            return previous
+    force, dry_run = run.params.force, run.params.dry_run
+    previous = plan.read(stage, shard)
+    if previous is not None and previous.matches(transform_id, force=force, dry_run=dry_run):
+        log.info("resuming the load plan of shard %d: %d to send, %d unchanged",
+                 shard, previous.to_send, previous.unchanged)
+        return previous
     store.clear_ledger(run.key, shard)  # batches of an older plan do not apply to this one
-    unchanged = to_send = 0
-    with stage.writer(staging.to_send_file(shard)) as out:
-        for chunk in staging.chunks(stage.lines(staging.messages_file(shard)), 5000):
-            heads = [orjson.loads(line) for line in chunk]
-            accepted = {} if run.params.force else store.accepted_message_ids(
-                run.dag_id, [head["userId"] for head in heads])
-            for line, head in zip(chunk, heads, strict=True):
-                if accepted.get(head["userId"]) == head["messageId"]:
-                    unchanged += 1
-                else:
-                    out.write_line(line)
-                    to_send += 1
-    plan = {**identity, "to_send": to_send, "unchanged": unchanged}
-    stage.write_json(staging.plan_file(shard), plan)
+    accepted = None if force else functools.partial(store.accepted_message_ids, run.dag_id)
+    made = plan.make(plan.heads(stage, shard), accepted, transform_id=transform_id,
+                     force=force, dry_run=dry_run)
+    plan.write(stage, shard, made)
     log.info("load plan of shard %d: %d to send, %d unchanged since Segment accepted them%s",
-             shard, to_send, unchanged, " (force: nothing skipped)" if run.params.force else "")
-    return plan
+             shard, made.to_send, made.unchanged, " (force: nothing skipped)" if force else "")
+    return made
+
+
+def _batches(run: Run, shard: int, shard_plan: plan.Plan) -> Iterator[Batch]:
+    """The plan's batches, each with its messages' heads: the same plan always gives the same
+    batches, so the ledger's batch numbers hold across retries."""
+    stage = run.staging()
+    return pack(shard_plan.selected(stage.lines(staging.messages_file(shard))),
+                heads=shard_plan.selected(plan.heads(stage, shard)),
+                max_bytes=run.settings.max_batch_bytes,
+                max_messages=run.settings.max_batch_messages)
 
 
 def _send(run: Run, store: AuditStore, sender: SegmentSender | None,
-          ledger: dict[tuple[int, int], BatchEntry], shard: int) -> dict:
-    settings = run.settings
-    # Shards load at once in up to load_slots pool slots: each keeps its share of the rate.
-    limiter = RateLimiter(settings.send_rate / settings.load_slots if settings.send_rate else None)
+          ledger: dict[tuple[int, int], BatchEntry], shard: int, shard_plan: plan.Plan) -> dict:
     totals = {"batches": 0, "sent": 0, "would_send": 0, "resumed_batches": 0, "attempts": 0,
               "bytes": 0}
-    lines = run.staging().lines(staging.to_send_file(shard))
-    for batch in pack(lines, max_bytes=settings.max_batch_bytes,
-                      max_messages=settings.max_batch_messages):
-        totals["batches"] += 1
-        totals["bytes"] += batch.body_bytes
-        previous = ledger.get((shard, batch.no))
-        if previous is not None and previous.status == "sent":
-            totals["resumed_batches"] += 1
-            totals["sent"] += batch.count
-            continue
-        if sender is None:
-            store.record_batch(run.key, _entry(shard, batch, "dry_run", attempts=0))
-            totals["would_send"] += batch.count
-            continue
-        limiter.wait(batch.count)
-        try:
-            attempts = sender.send(batch)
-        except SyncError as exc:
-            store.record_batch(run.key, _entry(shard, batch, "failed", sender.attempts,
-                                               str(exc)))
-            raise
-        store.record_batch(run.key, _entry(shard, batch, "sent", attempts),
-                           accepted=batch.heads())
-        totals["sent"] += batch.count
-        totals["attempts"] += attempts
-        log.info("shard %d batch %d: %d messages, %d bytes, sent in %d attempt(s)",
-                 shard, batch.no, batch.count, batch.body_bytes, attempts)
+    with _OneInFlight(run, store, sender, shard, totals) as flight:
+        for batch in _batches(run, shard, shard_plan):
+            totals["batches"] += 1
+            totals["bytes"] += batch.body_bytes
+            previous = ledger.get((shard, batch.no))
+            if previous is not None and previous.status == "sent":
+                totals["resumed_batches"] += 1
+                totals["sent"] += batch.count
+            elif sender is None:
+                store.record_batch(run.key, _entry(shard, batch, "dry_run", attempts=0))
+                totals["would_send"] += batch.count
+            else:
+                flight.send(batch)
+        flight.finish()
     return totals
+
+
+class _OneInFlight:
+    """Sends a shard's batches on one worker thread, at most one batch in flight.
+
+    Gzip and the HTTP exchange of a batch release the GIL, so they overlap
+    packing the next batch and writing the previous batch's ledger row. The
+    next batch is handed over only once the one in flight is answered, so a
+    batch Segment does not take is the last one sent; it is recorded
+    ``failed`` and its error stops the load, as before. Ledger rows are
+    written in batch order, each only after its batch's 200.
+    """
+
+    def __init__(self, run: Run, store: AuditStore, sender: SegmentSender | None, shard: int,
+                 totals: dict) -> None:
+        self._run, self._store, self._sender = run, store, sender
+        self._shard, self._totals = shard, totals
+        settings = run.settings
+        # Shards load at once in up to load_slots pool slots: each keeps its share of the rate.
+        self._limiter = RateLimiter(
+            settings.send_rate / settings.load_slots if settings.send_rate else None)
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"send-{shard}")
+        self._in_flight: tuple[Batch, Future[int]] | None = None
+
+    def __enter__(self) -> _OneInFlight:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._worker.shutdown(wait=True)  # a batch still in flight is answered, not recorded
+
+    def send(self, batch: Batch) -> None:
+        answered = self._answered()
+        self._limiter.wait(batch.count)
+        self._in_flight = (batch, self._worker.submit(self._sender.send, batch))
+        if answered is not None:
+            self._record_sent(*answered)
+
+    def finish(self) -> None:
+        answered = self._answered()
+        if answered is not None:
+            self._record_sent(*answered)
+
+    def _answered(self) -> tuple[Batch, int] | None:
+        """The batch in flight and its attempts, once Segment took it; raises when it did not."""
+        if self._in_flight is None:
+            return None
+        (batch, future), self._in_flight = self._in_flight, None
+        try:
+            return batch, future.result()
+        except SyncError as exc:
+            self._store.record_batch(self._run.key, _entry(
+                self._shard, batch, "failed", self._sender.attempts, str(exc)))
+            raise
+
+    def _record_sent(self, batch: Batch, attempts: int) -> None:
+        self._store.record_batch(self._run.key, _entry(self._shard, batch, "sent", attempts),
+                                 accepted=batch.ids())
+        self._totals["sent"] += batch.count
+        self._totals["attempts"] += attempts
+        log.info("shard %d batch %d: %d messages, %d bytes, sent in %d attempt(s)",
+                 self._shard, batch.no, batch.count, batch.body_bytes, attempts)
 
 
 def _entry(shard: int, batch: Batch, status: str, attempts: int,

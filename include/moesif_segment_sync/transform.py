@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from itertools import chain, islice
 from typing import NamedTuple
 
+import orjson
 import pandas as pd
 
 from . import staging
@@ -78,9 +79,10 @@ def transform(stage: Staging, *, default_timestamp: str, chunk_size: int,
                     warnings.update(mapped.warnings)
                     considered += len(lines)
                     routes[route] += len(lines)
-                    for _, _, line, kind in _without_repeats(lines, mapped, scratch, file):
+                    for user_id, message_id, line, kind in _without_repeats(
+                            lines, mapped, scratch, file):
                         if kind is None:
-                            messages.write_line(line)
+                            messages.write_line(line, user_id, message_id)
                             built += 1
                         else:
                             rejected[kind] += 1
@@ -260,12 +262,14 @@ def _map_in_worker(file: str, lines: list[bytes]) -> MappedChunk:
 
 class ShardWriter:
     """Writes messages into shard files of at most ``size`` lines; always at least one shard,
-    so that the mapped load has a task to run even when there is nothing to send."""
+    so that the mapped load has a task to run even when there is nothing to send. Beside each
+    shard, its heads file: ``[userId, messageId]`` per message, so the load never parses one."""
 
     def __init__(self, stage: Staging, size: int) -> None:
         self._stage, self._size = stage, size
         self._stack = ExitStack()
         self._out: JsonLinesWriter | None = None
+        self._heads: JsonLinesWriter | None = None
         self.shards = 0
 
     def __enter__(self) -> ShardWriter:
@@ -279,19 +283,23 @@ class ShardWriter:
             number = self.shards
             while self._stage.exists(staging.messages_file(number)):
                 self._stage.remove(staging.messages_file(number))
+                self._stage.remove(staging.heads_file(number))
                 number += 1
         return False
 
-    def write_line(self, line: bytes) -> None:
+    def write_line(self, line: bytes, user_id: str, message_id: str) -> None:
         if self._out.lines >= self._size:
             self._next()
         self._out.write_line(line)
+        self._heads.write_line(orjson.dumps([user_id, message_id]))
 
     def _next(self) -> None:
         self._stack.close()
         self._stack = ExitStack()
         self._out = self._stack.enter_context(
             self._stage.writer(staging.messages_file(self.shards)))
+        self._heads = self._stack.enter_context(
+            self._stage.writer(staging.heads_file(self.shards)))
         self.shards += 1
 
 

@@ -97,7 +97,7 @@ def test_a_whole_run_stages_in_memory_and_nothing_on_disk(tmp_path, dataset, ser
         staging.USERS, staging.USERS_VIA_COMPANY, staging.COMPANIES, staging.USER_COMPANIES,
         staging.REJECTS, staging.AUDIT,
         *(name(shard) for shard in range(shards)
-          for name in (staging.messages_file, staging.to_send_file, staging.plan_file))}
+          for name in (staging.messages_file, staging.heads_file, staging.plan_file))}
     # ... and the only thing on the local disk is the SQLite audit store.
     assert sorted(path.name for path in tmp_path.iterdir()) == ["audit.db"]
     # The audit points at memory:// for the run's folder and every reject's raw record.

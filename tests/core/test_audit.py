@@ -14,6 +14,7 @@ from moesif_segment_sync.audit import (
     RunKey,
     check_accounting,
     schema_version,
+    user_state,
 )
 from moesif_segment_sync.errors import AccountingError, ConfigError, SyncError
 
@@ -36,6 +37,35 @@ def test_ledger_round_trips_batches_and_updates_a_retried_one(audit_url):
     }
     assert list(store.ledger(KEY, 1)) == [(1, 1)]
     assert store.ledger(RunKey("moesif_to_segment", "other")) == {}
+
+
+def test_an_accepted_batch_replaces_the_state_of_its_users_and_keeps_the_others(audit_url):
+    store = AuditStore(audit_url)
+    store.record_batch(KEY, BatchEntry(0, 1, "sent", 2, 900, 1, "m-1-a", "m-2-a"),
+                       accepted=[("u1", "m-1-a"), ("u2", "m-2-a")])
+    later = RunKey(KEY.dag_id, "scheduled__2026-11-25T02:00:00+00:00")
+
+    store.record_batch(later, BatchEntry(3, 7, "sent", 2, 900, 1, "m-1-b", "m-3-a"),
+                       accepted=[("u1", "m-1-b"), ("u3", "m-3-a")])
+
+    assert store.accepted_message_ids(KEY.dag_id, ["u1", "u2", "u3", "u4"]) == {
+        "u1": "m-1-b", "u2": "m-2-a", "u3": "m-3-a"}
+    with store.engine.connect() as db:
+        rows = {row.user_id: (row.run_id, row.shard, row.batch_no, row.content_hash)
+                for row in db.execute(sa.select(user_state))}
+    assert rows == {"u1": (later.run_id, 3, 7, "b"), "u2": (KEY.run_id, 0, 1, "a"),
+                    "u3": (later.run_id, 3, 7, "a")}
+    assert store.accepted_message_ids("another_dag", ["u1"]) == {}
+    store.close()
+
+
+def test_a_sqlite_store_keeps_a_write_ahead_log(tmp_path):
+    store = AuditStore(f"sqlite:///{tmp_path / 'audit.db'}")
+    with store.engine.connect() as db:
+        modes = (db.exec_driver_sql("PRAGMA journal_mode").scalar(),
+                 db.exec_driver_sql("PRAGMA synchronous").scalar())
+    store.close()
+    assert modes == ("wal", 1)  # 1 is NORMAL: synced at checkpoints, not at every commit
 
 
 def test_run_record_is_upserted(audit_url):

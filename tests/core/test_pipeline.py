@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 
-from moesif_segment_sync import staging, sync, transform
-from moesif_segment_sync.audit import AuditStore
+from moesif_segment_sync import history, staging, sync, transform
+from moesif_segment_sync.audit import AuditStore, BatchEntry, RunKey
 from moesif_segment_sync.errors import AccountingError, SegmentError, SyncError
 from moesif_segment_sync.settings import load_settings
 from moesif_segment_sync.sync import Endpoint, Run
@@ -109,6 +109,48 @@ def test_message_ids_are_stable_across_runs(tmp_path, servers):
     extract_and_transform(second, moesif)
     ids = [[orjson.loads(m)["messageId"] for m in staged_messages(run)] for run in (first, second)]
     assert ids[0] == ids[1] and len(set(ids[0])) == len(ids[0])
+
+
+def test_the_transform_stages_each_messages_head_line_for_line(tmp_path, servers):
+    _, moesif, _ = servers
+    run = make_run(tmp_path, shard_size=250)
+    shards = extract_and_transform(run, moesif)["shards"]
+    stage = run.staging()
+
+    for shard in range(len(shards)):
+        messages = [orjson.loads(line) for line in stage.lines(staging.messages_file(shard))]
+        heads = [orjson.loads(line) for line in stage.lines(staging.heads_file(shard))]
+        assert heads == [[m["userId"], m["messageId"]] for m in messages]
+
+
+def test_the_load_skips_unchanged_lines_of_the_staged_messages_without_copying_them(
+        tmp_path, servers):
+    _, moesif, segment = servers
+    run = make_run(tmp_path)
+    summaries = extract_and_transform(run, moesif)
+    stage = run.staging()
+    heads = [tuple(orjson.loads(line)) for line in stage.lines(staging.heads_file(0))]
+    store = AuditStore(run.audit_url)
+    # Segment already has every third message (lines 1, 4, 7, ...) from an earlier run.
+    store.record_batch(RunKey(run.dag_id, "an earlier run"), BatchEntry(0, 1, "sent", 0, 0, 1),
+                       accepted=heads[::3])
+
+    loads = load_all(run, segment, summaries["shards"])
+    sync.audit(run, summaries["extract_users"], summaries["extract_companies"],
+               summaries["shards"], loads)
+
+    expected = [message_id for number, (_, message_id) in enumerate(heads) if number % 3]
+    assert (loads[0]["unchanged"], loads[0]["sent"]) == (len(heads[::3]), len(expected))
+    assert list(segment.delivered) == expected
+    assert stage.read_json(staging.plan_file(0))["unchanged_lines"] == [
+        [line, line] for line in range(1, len(heads) + 1, 3)]
+    assert sorted(path.rsplit("/", 1)[-1] for path in stage.fs.ls(stage.dir, detail=False)
+                  if "-00000" in path) == sorted(
+        [staging.heads_file(0), staging.plan_file(0), staging.messages_file(0)])
+    # The sent-messages download reads the same selection from the staged messages.
+    detail = history.run_detail(store, run.key)
+    store.close()
+    assert [m["messageId"] for m in history.sent_messages(detail, run.staging_root)] == expected
 
 
 def test_a_user_twice_in_the_staged_users_is_sent_once(tmp_path, servers):

@@ -131,3 +131,38 @@ def test_a_400_fails_naming_the_batch_and_nothing_after_it_is_marked_sent(built,
     assert sorted(accepted.values()) == sorted(message_ids[:40])
     assert list(segment.delivered) == message_ids[:40]
     assert fake_time.sleeps == []
+
+
+def test_the_last_batch_refused_is_recorded_failed_and_a_retry_sends_only_it(built, segment,
+                                                                            fake_time):
+    """The last batch is answered after the loop has packed everything: it still stops the
+    load with its error, and the retry skips the five batches the ledger holds as sent."""
+    run, summary, message_ids = built
+    segment.inject(400, after=5, body={"code": "invalid_request", "message": "no"})
+
+    with pytest.raises(SegmentError, match="batch 6: no"):
+        load(run, segment, summary)
+
+    assert ledger(run) == {**{no: ("sent", 1) for no in range(1, 6)}, 6: ("failed", 1)}
+    assert list(segment.delivered) == message_ids[:100]
+
+    resumed = load(run, segment, summary)
+
+    assert (resumed["resumed_batches"], resumed["sent"], resumed["attempts"]) == (5, 120, 1)
+    assert list(segment.delivered) == message_ids and segment.duplicates == 0
+    assert ledger(run)[6] == ("sent", 1)
+
+
+def test_a_refused_batch_is_the_last_one_sent_while_its_predecessor_is_recorded(
+        built, segment, fake_time):
+    """Batch 2 goes out while batch 1's ledger row is written; when batch 2 is refused,
+    batch 3 is never handed to the sender."""
+    run, summary, message_ids = built
+    segment.inject(400, after=1, body={"code": "invalid_request", "message": "no"})
+
+    with pytest.raises(SegmentError, match="batch 2: no"):
+        load(run, segment, summary)
+
+    assert ledger(run) == {1: ("sent", 1), 2: ("failed", 1)}
+    assert len(segment.requests) == 2
+    assert list(segment.delivered) == message_ids[:20]

@@ -1,0 +1,106 @@
+"""The load plan of one shard: which of its staged messages Segment already has.
+
+A message whose messageId is the last one Segment accepted for its user is
+``unchanged`` and is not sent again (unless ``force``). The plan keeps those
+messages' line numbers in ``messages_file(shard)`` as ranges, so the load
+streams the staged messages once and skips them: nothing is copied. It is
+staged as plain JSON beside the messages (``load_plan-00000.json``) and
+names the transform it was made for, so a retried load of the same
+transform finds it, selects the same lines and packs the same batches.
+
+Who each message is for comes from the shard's heads file (``[userId,
+messageId]`` per line, written by the transform), never from parsing the
+messages themselves.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass
+from typing import TypeVar
+
+import orjson
+
+from . import staging
+from .staging import Staging
+
+T = TypeVar("T")
+
+# Messages whose heads are parsed, and looked up in the audit store, at a time.
+_CHUNK = 5000
+_PAST_THE_END = (sys.maxsize, sys.maxsize)
+
+
+@dataclass(frozen=True)
+class Plan:
+    transform_id: str
+    force: bool
+    dry_run: bool
+    to_send: int
+    unchanged: int
+    # [first, last] line numbers (from 1, both included) of messages_file(shard) not to send.
+    unchanged_lines: list[list[int]]
+
+    def selected(self, lines: Iterable[T]) -> Iterator[T]:
+        """The items of ``lines`` (one per staged message, in order) that are to be sent."""
+        if not self.unchanged_lines:
+            yield from lines
+            return
+        skipped = iter(self.unchanged_lines)
+        first, last = next(skipped)
+        for number, line in enumerate(lines, start=1):
+            if number < first:
+                yield line
+            elif number == last:
+                first, last = next(skipped, _PAST_THE_END)
+
+    def matches(self, transform_id: str, *, force: bool, dry_run: bool) -> bool:
+        return (self.transform_id, self.force, self.dry_run) == (transform_id, force, dry_run)
+
+
+def make(heads: Iterable[bytes], accepted: Callable[[list[str]], dict[str, str]] | None, *,
+         transform_id: str, force: bool, dry_run: bool) -> Plan:
+    """The plan for a shard whose messages' ``heads`` these are. ``accepted`` maps user ids
+    to the messageId Segment last accepted for each (those it has); ``None`` skips nothing."""
+    ranges: list[list[int]] = []
+    number = 0
+    for chunk in staging.chunks(heads, _CHUNK):
+        start = number
+        number += len(chunk)
+        if accepted is None:
+            continue
+        pairs = orjson.loads(b"[" + b",".join(chunk) + b"]")  # one parse per chunk
+        have = accepted([user_id for user_id, _ in pairs])
+        for offset, (user_id, message_id) in enumerate(pairs, start=start + 1):
+            if have.get(user_id) == message_id:
+                if ranges and ranges[-1][1] == offset - 1:
+                    ranges[-1][1] = offset
+                else:
+                    ranges.append([offset, offset])
+    unchanged = sum(last - first + 1 for first, last in ranges)
+    return Plan(transform_id, force, dry_run, number - unchanged, unchanged, ranges)
+
+
+def read(stage: Staging, shard: int) -> Plan | None:
+    """The shard's staged plan, or ``None`` when there is none in this format (a plan of an
+    earlier release, which staged the messages to send in a file of their own)."""
+    if not stage.exists(staging.plan_file(shard)):
+        return None
+    staged = stage.read_json(staging.plan_file(shard))
+    if "unchanged_lines" not in staged:
+        return None
+    return Plan(**{name: staged[name] for name in Plan.__dataclass_fields__})
+
+
+def write(stage: Staging, shard: int, plan: Plan) -> None:
+    stage.write_json(staging.plan_file(shard), asdict(plan))
+
+
+def heads(stage: Staging, shard: int) -> Iterator[bytes]:
+    """The shard's heads, line for line with its messages. A shard staged by a transform
+    before heads files existed has its heads read from the messages (slower)."""
+    if stage.exists(staging.heads_file(shard)):
+        return stage.lines(staging.heads_file(shard))
+    return (orjson.dumps([message["userId"], message["messageId"]])
+            for message in map(orjson.loads, stage.lines(staging.messages_file(shard))))

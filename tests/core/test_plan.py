@@ -1,0 +1,72 @@
+"""The load plan: which staged messages are unchanged, kept as line ranges, nothing copied."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from moesif_segment_sync import plan, staging
+from moesif_segment_sync.staging import Staging
+
+TRANSFORM = {"transform_id": "t-1", "force": False, "dry_run": False}
+
+
+def head(number: int, version: str = "a") -> bytes:
+    return orjson.dumps([f"u{number}", f"m{number}-{version}"])
+
+
+def message(number: int, version: str = "a") -> bytes:
+    return orjson.dumps({"type": "identify", "userId": f"u{number}",
+                         "messageId": f"m{number}-{version}"})
+
+
+@pytest.fixture
+def stage(tmp_path):
+    return Staging(tmp_path.as_uri(), "moesif_to_segment", "manual__2026-11-25T01:00:00+00:00")
+
+
+def test_unchanged_messages_are_kept_as_ranges_of_line_numbers():
+    accepted = {"u1": "m1-a", "u2": "m2-a", "u4": "m4-old", "u5": "m5-a", "u7": "m7-a"}
+    heads = [head(number) for number in range(1, 8)]
+
+    made = plan.make(heads, lambda users: {u: accepted[u] for u in users if u in accepted},
+                     **TRANSFORM)
+
+    assert made.unchanged_lines == [[1, 2], [5, 5], [7, 7]]
+    assert (made.to_send, made.unchanged) == (3, 4)
+    assert list(made.selected(heads)) == [head(3), head(4), head(6)]
+
+
+def test_force_skips_nothing_and_asks_the_store_nothing():
+    made = plan.make([head(number) for number in range(1, 4)], None,
+                     **{**TRANSFORM, "force": True})
+    assert (made.to_send, made.unchanged, made.unchanged_lines) == (3, 0, [])
+
+
+def test_the_plan_round_trips_as_readable_json(stage):
+    made = plan.make([head(1), head(2)], lambda users: {"u2": "m2-a"}, **TRANSFORM)
+
+    plan.write(stage, 0, made)
+
+    assert stage.read_json(staging.plan_file(0)) == {
+        "transform_id": "t-1", "force": False, "dry_run": False, "to_send": 1, "unchanged": 1,
+        "unchanged_lines": [[2, 2]]}
+    assert plan.read(stage, 0) == made
+    assert made.matches("t-1", force=False, dry_run=False)
+    assert not made.matches("t-2", force=False, dry_run=False)
+
+
+def test_a_plan_of_an_earlier_release_is_not_resumed(stage):
+    stage.write_json(staging.plan_file(0), {**TRANSFORM, "to_send": 2, "unchanged": 0})
+    assert plan.read(stage, 0) is None
+
+
+def test_heads_come_from_the_heads_file_or_from_messages_staged_without_one(stage):
+    with stage.writer(staging.messages_file(0)) as out:
+        for number in (1, 2):
+            out.write_line(message(number))
+    assert list(plan.heads(stage, 0)) == [head(1), head(2)]
+
+    with stage.writer(staging.heads_file(0)) as out:
+        out.write_line(head(1, "from-file"))
+    assert list(plan.heads(stage, 0)) == [head(1, "from-file")]
