@@ -10,12 +10,15 @@ the same URLs as Airflow's ``ObjectStoragePath``.
 
 from __future__ import annotations
 
-import gzip
 import json
+import queue
 import re
+import threading
 import uuid
+import zlib
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from itertools import islice
 from typing import IO, Any, TypeVar
 
 import fsspec
@@ -31,6 +34,13 @@ REJECTS = "rejects.jsonl.gz"                  # rejected records, whole, with re
 AUDIT = "audit.json"
 
 T = TypeVar("T")
+
+# Lines are handed to the compressor in blocks of about this many bytes: one zlib call
+# per block instead of one GzipFile.write per line.
+BLOCK_BYTES = 1 << 20
+# Compressed bytes read at a time (a block or so of lines once inflated).
+READ_BYTES = 256 << 10
+_GZIP = 16 + zlib.MAX_WBITS  # zlib writes and checks the gzip header and trailer itself
 
 
 # The messages come in shards, one mapped load task each.
@@ -116,10 +126,21 @@ class Staging:
 
     @contextmanager
     def writer(self, name: str) -> Iterator[JsonLinesWriter]:
-        """Write ``name`` line by line; it appears only when the block ends without error."""
-        with self._atomic(name) as raw, gzip.GzipFile(
-                fileobj=raw, mode="wb", compresslevel=self.compress_level, mtime=0) as packed:
-            yield JsonLinesWriter(packed)
+        """Write ``name`` line by line; it appears only when the block ends without error.
+
+        A failed write (a full disk, say) fails the block at the next hand-over of a
+        block to the compressor at the latest, and always before anything is published.
+        """
+        with self._atomic(name) as raw:
+            packed = _GzipStream(raw, self.compress_level)
+            try:
+                out = JsonLinesWriter(packed)
+                yield out
+                out.flush()
+                packed.close()
+            except BaseException:
+                packed.abandon()
+                raise
 
     def write_json(self, name: str, value: Any) -> None:
         with self._atomic(name) as raw:
@@ -138,9 +159,15 @@ class Staging:
             raw = self.fs.open(self.path(name), "rb")
         except FileNotFoundError:
             raise StagingError(f"staged file {self.url(name)} is missing") from None
-        with raw, gzip.GzipFile(fileobj=raw, mode="rb") as packed:
-            for line in packed:
-                yield line.rstrip(b"\n")
+        with raw:
+            tail = b""
+            for block in _gunzip(raw):
+                lines = block.split(b"\n")
+                lines[0] = tail + lines[0]
+                tail = lines.pop()
+                yield from lines
+            if tail:
+                yield tail
 
     @contextmanager
     def _atomic(self, name: str) -> Iterator[IO[bytes]]:
@@ -170,31 +197,124 @@ class Staging:
 
 
 class JsonLinesWriter:
-    """Counts what it writes so a task can report lines and bytes without re-reading."""
+    """Counts what it writes so a task can report lines without re-reading; hands the
+    compressor blocks of about ``BLOCK_BYTES``."""
 
-    def __init__(self, out: IO[bytes]) -> None:
+    def __init__(self, out: _GzipStream) -> None:
         self._out = out
+        self._pending: list[bytes] = []
+        self._pending_bytes = 0
         self.lines = 0
 
     def write_line(self, line: bytes) -> None:
-        self._out.write(line + b"\n")
+        self._pending.append(line)
+        self._pending_bytes += len(line)
         self.lines += 1
+        if self._pending_bytes >= BLOCK_BYTES:
+            self.flush()
+
+    def write_lines(self, lines: list[bytes]) -> None:
+        """Many lines at once (a page of hits)."""
+        self._pending += lines
+        self._pending_bytes += sum(map(len, lines))
+        self.lines += len(lines)
+        if self._pending_bytes >= BLOCK_BYTES:
+            self.flush()
 
     def write(self, value: Any, *, lenient: bool = False) -> None:
         self.write_line(dumps(value, lenient=lenient))
+
+    def flush(self) -> None:
+        """Hand what is buffered to the compressor."""
+        if self._pending:
+            self._pending.append(b"")  # the last line's newline
+            self._out.write(b"\n".join(self._pending))
+            self._pending = []
+            self._pending_bytes = 0
+
+
+class _GzipStream:
+    """One gzip member, compressed and written by a thread of its own.
+
+    zlib and the file's writes release the GIL, so on a second core the
+    compression overlaps whatever produces the lines. A failure in the thread
+    is kept and raised, as it was, by the next ``write`` or by ``close``; the
+    thread goes on taking blocks (and dropping them) so a producer never waits
+    on a dead consumer. At most two blocks wait in the queue.
+    """
+
+    def __init__(self, raw: IO[bytes], level: int) -> None:
+        self._raw = raw
+        self._deflate = zlib.compressobj(level, zlib.DEFLATED, _GZIP)
+        self._blocks: queue.Queue[bytes | None] = queue.Queue(maxsize=2)  # None: the end
+        self._failure: BaseException | None = None
+        self._dropping = False
+        self._thread = threading.Thread(target=self._run, name="staging-gzip", daemon=True)
+        self._thread.start()
+
+    def write(self, block: bytes) -> None:
+        self._raise_failure()
+        self._blocks.put(block)
+
+    def close(self) -> None:
+        """Compress what is left, write the trailer, and raise any failure of the thread."""
+        self._stop()
+        self._raise_failure()
+
+    def abandon(self) -> None:
+        """Stop the thread without writing what is queued: the file is being discarded."""
+        self._dropping = True
+        self._stop()
+
+    def _stop(self) -> None:
+        if self._thread.is_alive():
+            self._blocks.put(None)
+            self._thread.join()
+
+    def _raise_failure(self) -> None:
+        if self._failure is not None:
+            raise self._failure
+
+    def _run(self) -> None:
+        while True:
+            block = self._blocks.get()
+            if self._failure is None and not self._dropping:
+                try:
+                    self._raw.write(self._deflate.compress(block) if block is not None
+                                    else self._deflate.flush())
+                except BaseException as exc:  # raised again in the producer's thread
+                    self._failure = exc
+            if block is None:
+                return
+
+
+def _gunzip(raw: IO[bytes]) -> Iterator[bytes]:
+    """The decompressed bytes of a gzip file in blocks of at most ``BLOCK_BYTES``; members
+    one after another, as ``gzip`` reads them."""
+    inflate, started = zlib.decompressobj(_GZIP), False
+    while chunk := raw.read(READ_BYTES):
+        while chunk:
+            started = True
+            yield inflate.decompress(chunk, BLOCK_BYTES)
+            if inflate.unconsumed_tail:
+                chunk = inflate.unconsumed_tail
+            elif inflate.eof:
+                chunk = inflate.unused_data
+                inflate, started = zlib.decompressobj(_GZIP), False
+            else:
+                break
+    if started:
+        yield inflate.flush()
+        if not inflate.eof:
+            raise EOFError("Compressed file ended before the end-of-stream marker was reached")
 
 
 def chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
     """Items in lists of at most ``size``: staged lines for the transform and the load, ids
     for Moesif ``terms`` lookups and the audit store's ``IN`` lists (``itertools.batched``
     once the project is on Python 3.12)."""
-    chunk: list[T] = []
-    for line in items:
-        chunk.append(line)
-        if len(chunk) >= size:
-            yield chunk
-            chunk = []
-    if chunk:
+    remaining = iter(items)
+    while chunk := list(islice(remaining, size)):
         yield chunk
 
 
