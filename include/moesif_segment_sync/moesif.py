@@ -9,23 +9,23 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import orjson
 import requests
+import tenacity
 
 from . import staging
 from .errors import MoesifError, TransientHTTPError
 from .retry import build_retrying, parse_retry_after
 from .settings import SyncSettings
 from .values import format_utc
-
-if TYPE_CHECKING:
-    import tenacity
 
 log = logging.getLogger(__name__)
 
@@ -145,20 +145,36 @@ class MoesifClient:
         self.close()
 
     def search(self, entity: Entity, query: dict, *, label: str = "") -> Iterator[Page]:
-        """Every page of hits matching ``query``, in sort order; logs progress per page."""
+        """Every page of hits matching ``query``, in sort order; logs progress per page.
+
+        The next page is asked for as soon as this one's last ``sort`` is known, on a
+        thread of its own, so Moesif answers it while the caller handles this page.
+        Never more than that one request is in flight; a page's failure is raised when
+        the caller asks for that page. When the caller stops early, the request in
+        flight ends without retries.
+        """
         paginator = SearchAfterPaginator(self._settings.page_size)
         path = SEARCH_PATH.format(entity=entity)
-        seen, started, page_no = 0, time.monotonic(), 0
-        while not paginator.done:
-            page_no += 1
-            page = self._post(path, paginator.body(query), page_no)
-            paginator.advance(page.hits)
-            seen += len(page.hits)
-            rate = seen / max(time.monotonic() - started, 1e-9)
-            log.info("Moesif %s%s: page %d, %d of %s records, %.0f records/s",
-                     entity, f" ({label})" if label else "", page_no, seen,
-                     page.total if page.total is not None else "?", rate)
-            yield page
+        seen, started, page_no = 0, time.monotonic(), 1
+        stopped = threading.Event()
+        with ThreadPoolExecutor(1, thread_name_prefix="moesif-page") as prefetch:
+            try:
+                pending = prefetch.submit(self._post, path, paginator.body(query), page_no,
+                                          stopped)
+                while pending is not None:
+                    page = pending.result()
+                    paginator.advance(page.hits)
+                    pending = None if paginator.done else prefetch.submit(
+                        self._post, path, paginator.body(query), page_no + 1, stopped)
+                    seen += len(page.hits)
+                    rate = seen / max(time.monotonic() - started, 1e-9)
+                    log.info("Moesif %s%s: page %d, %d of %s records, %.0f records/s",
+                             entity, f" ({label})" if label else "", page_no, seen,
+                             page.total if page.total is not None else "?", rate)
+                    yield page
+                    page_no += 1
+            finally:
+                stopped.set()
 
     def get_json(self, path: str) -> Any:
         """One GET answered with JSON (an entity by id, a mapping), returned whole.
@@ -172,12 +188,15 @@ class MoesifClient:
         """One POST answered with JSON, returned whole: a search's shape, not just its hits."""
         return self._request_json("POST", path, orjson.dumps(body))
 
-    def _retrying(self, what: str) -> tenacity.Retrying:
+    def _retrying(self, what: str, stopped: threading.Event | None = None) -> tenacity.Retrying:
         settings = self._settings
-        return build_retrying(
+        retrying = build_retrying(
             what=what, max_attempts=settings.max_attempts,
             backoff_initial=settings.backoff_initial, backoff_max=settings.backoff_max,
             rate_limit_jitter=settings.rate_limit_jitter, sleep=self._sleep, clock=self._clock)
+        if stopped is None:
+            return retrying
+        return retrying.copy(stop=retrying.stop | tenacity.stop_when_event_set(stopped))
 
     def _request_json(self, method: str, path: str, body: bytes | None) -> Any:
         return self._retrying(f"Moesif {method} {path}")(self._request_json_once, method, path,
@@ -195,17 +214,19 @@ class MoesifClient:
             raise TransientHTTPError(f"Moesif answered a body that is not JSON on {where} "
                                      f"({exc})") from None
 
-    def _post(self, path: str, body: dict, page_no: int) -> Page:
-        retrying = self._retrying(f"Moesif POST {path} page {page_no}")
+    def _post(self, path: str, body: dict, page_no: int, stopped: threading.Event) -> Page:
+        retrying = self._retrying(f"Moesif POST {path} page {page_no}", stopped)
         return retrying(self._post_once, path, orjson.dumps(body), page_no)
 
     def _post_once(self, path: str, body: bytes, page_no: int) -> Page:
         self.requests_made += 1
-        response = self._session.post(self.base_url + path, data=body,
-                                      timeout=self._settings.http_timeout)
         where = f"POST {path} page {page_no}"
-        self._raise_for_status(response, where)
-        return self._page(response.content, where)
+        with self._session.post(self.base_url + path, data=body, stream=True,
+                                timeout=self._settings.http_timeout) as response:
+            self._raise_for_status(response, where)
+            # One read of the whole body: ``content`` reads a page 10 KB at a time.
+            content = b"".join(response.iter_content(chunk_size=None))
+        return self._page(content, where)
 
     def _raise_for_status(self, response: requests.Response, where: str) -> None:
         """Retryable answers as ``TransientHTTPError``, other errors as ``MoesifError``."""
