@@ -11,9 +11,7 @@ the same URLs as Airflow's ``ObjectStoragePath``.
 from __future__ import annotations
 
 import json
-import queue
 import re
-import threading
 import uuid
 import zlib
 from collections.abc import Iterable, Iterator
@@ -126,21 +124,11 @@ class Staging:
 
     @contextmanager
     def writer(self, name: str) -> Iterator[JsonLinesWriter]:
-        """Write ``name`` line by line; it appears only when the block ends without error.
-
-        A failed write (a full disk, say) fails the block at the next hand-over of a
-        block to the compressor at the latest, and always before anything is published.
-        """
+        """Write ``name`` line by line; it appears only when the block ends without error."""
         with self._atomic(name) as raw:
-            packed = _GzipStream(raw, self.compress_level)
-            try:
-                out = JsonLinesWriter(packed)
-                yield out
-                out.flush()
-                packed.close()
-            except BaseException:
-                packed.abandon()
-                raise
+            out = JsonLinesWriter(raw, self.compress_level)
+            yield out
+            out._finish()
 
     def write_json(self, name: str, value: Any) -> None:
         with self._atomic(name) as raw:
@@ -197,11 +185,16 @@ class Staging:
 
 
 class JsonLinesWriter:
-    """Counts what it writes so a task can report lines without re-reading; hands the
-    compressor blocks of about ``BLOCK_BYTES``."""
+    """Counts what it writes so a task can report lines without re-reading.
 
-    def __init__(self, out: _GzipStream) -> None:
-        self._out = out
+    Lines are buffered and compressed in blocks of about ``BLOCK_BYTES``: one
+    zlib call per block costs less than a ``GzipFile.write`` per line, and zlib
+    lets other threads run while it compresses a block.
+    """
+
+    def __init__(self, raw: IO[bytes], compress_level: int) -> None:
+        self._raw = raw
+        self._deflate = zlib.compressobj(compress_level, zlib.DEFLATED, _GZIP)
         self._pending: list[bytes] = []
         self._pending_bytes = 0
         self.lines = 0
@@ -211,7 +204,7 @@ class JsonLinesWriter:
         self._pending_bytes += len(line)
         self.lines += 1
         if self._pending_bytes >= BLOCK_BYTES:
-            self.flush()
+            self._compress()
 
     def write_lines(self, lines: list[bytes]) -> None:
         """Many lines at once (a page of hits)."""
@@ -219,73 +212,22 @@ class JsonLinesWriter:
         self._pending_bytes += sum(map(len, lines))
         self.lines += len(lines)
         if self._pending_bytes >= BLOCK_BYTES:
-            self.flush()
+            self._compress()
 
     def write(self, value: Any, *, lenient: bool = False) -> None:
         self.write_line(dumps(value, lenient=lenient))
 
-    def flush(self) -> None:
-        """Hand what is buffered to the compressor."""
+    def _compress(self) -> None:
+        self._pending.append(b"")  # the last line's newline
+        self._raw.write(self._deflate.compress(b"\n".join(self._pending)))
+        self._pending = []
+        self._pending_bytes = 0
+
+    def _finish(self) -> None:
+        """Compress what is buffered and end the gzip member (its checksum and size)."""
         if self._pending:
-            self._pending.append(b"")  # the last line's newline
-            self._out.write(b"\n".join(self._pending))
-            self._pending = []
-            self._pending_bytes = 0
-
-
-class _GzipStream:
-    """One gzip member, compressed and written by a thread of its own.
-
-    zlib and the file's writes release the GIL, so on a second core the
-    compression overlaps whatever produces the lines. A failure in the thread
-    is kept and raised, as it was, by the next ``write`` or by ``close``; the
-    thread goes on taking blocks (and dropping them) so a producer never waits
-    on a dead consumer. At most two blocks wait in the queue.
-    """
-
-    def __init__(self, raw: IO[bytes], level: int) -> None:
-        self._raw = raw
-        self._deflate = zlib.compressobj(level, zlib.DEFLATED, _GZIP)
-        self._blocks: queue.Queue[bytes | None] = queue.Queue(maxsize=2)  # None: the end
-        self._failure: BaseException | None = None
-        self._dropping = False
-        self._thread = threading.Thread(target=self._run, name="staging-gzip", daemon=True)
-        self._thread.start()
-
-    def write(self, block: bytes) -> None:
-        self._raise_failure()
-        self._blocks.put(block)
-
-    def close(self) -> None:
-        """Compress what is left, write the trailer, and raise any failure of the thread."""
-        self._stop()
-        self._raise_failure()
-
-    def abandon(self) -> None:
-        """Stop the thread without writing what is queued: the file is being discarded."""
-        self._dropping = True
-        self._stop()
-
-    def _stop(self) -> None:
-        if self._thread.is_alive():
-            self._blocks.put(None)
-            self._thread.join()
-
-    def _raise_failure(self) -> None:
-        if self._failure is not None:
-            raise self._failure
-
-    def _run(self) -> None:
-        while True:
-            block = self._blocks.get()
-            if self._failure is None and not self._dropping:
-                try:
-                    self._raw.write(self._deflate.compress(block) if block is not None
-                                    else self._deflate.flush())
-                except BaseException as exc:  # raised again in the producer's thread
-                    self._failure = exc
-            if block is None:
-                return
+            self._compress()
+        self._raw.write(self._deflate.flush())
 
 
 def _gunzip(raw: IO[bytes]) -> Iterator[bytes]:
