@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -107,6 +106,17 @@ class SearchAfterPaginator:
 
 
 @dataclass(frozen=True)
+class _PageRequest:
+    path: str
+    body: bytes
+    page_no: int
+
+    @property
+    def where(self) -> str:
+        return f"POST {self.path} page {self.page_no}"
+
+
+@dataclass(frozen=True)
 class Page:
     hits: list
     total: int | None
@@ -149,32 +159,30 @@ class MoesifClient:
 
         The next page is asked for as soon as this one's last ``sort`` is known, on a
         thread of its own, so Moesif answers it while the caller handles this page.
-        Never more than that one request is in flight; a page's failure is raised when
-        the caller asks for that page. When the caller stops early, the request in
-        flight ends without retries.
+        Only the first attempt at a page runs there; parsing, checking and retrying
+        happen here, in order, so one request is in flight at a time and retries and
+        request counts are those of a plain loop.
         """
         paginator = SearchAfterPaginator(self._settings.page_size)
         path = SEARCH_PATH.format(entity=entity)
-        seen, started, page_no = 0, time.monotonic(), 1
-        stopped = threading.Event()
+        seen, started = 0, time.monotonic()
         with ThreadPoolExecutor(1, thread_name_prefix="moesif-page") as prefetch:
-            try:
-                pending = prefetch.submit(self._post, path, paginator.body(query), page_no,
-                                          stopped)
-                while pending is not None:
-                    page = pending.result()
-                    paginator.advance(page.hits)
-                    pending = None if paginator.done else prefetch.submit(
-                        self._post, path, paginator.body(query), page_no + 1, stopped)
-                    seen += len(page.hits)
-                    rate = seen / max(time.monotonic() - started, 1e-9)
-                    log.info("Moesif %s%s: page %d, %d of %s records, %.0f records/s",
-                             entity, f" ({label})" if label else "", page_no, seen,
-                             page.total if page.total is not None else "?", rate)
-                    yield page
-                    page_no += 1
-            finally:
-                stopped.set()
+            request = _PageRequest(path, orjson.dumps(paginator.body(query)), 1)
+            in_flight: Future[bytes] | None = prefetch.submit(self._post_once, request)
+            while in_flight is not None:
+                page = self._post(request, first_attempt=in_flight)
+                page_no = request.page_no
+                paginator.advance(page.hits)
+                in_flight = None
+                if not paginator.done:
+                    request = _PageRequest(path, orjson.dumps(paginator.body(query)), page_no + 1)
+                    in_flight = prefetch.submit(self._post_once, request)
+                seen += len(page.hits)
+                rate = seen / max(time.monotonic() - started, 1e-9)
+                log.info("Moesif %s%s: page %d, %d of %s records, %.0f records/s",
+                         entity, f" ({label})" if label else "", page_no, seen,
+                         page.total if page.total is not None else "?", rate)
+                yield page
 
     def get_json(self, path: str) -> Any:
         """One GET answered with JSON (an entity by id, a mapping), returned whole.
@@ -188,15 +196,12 @@ class MoesifClient:
         """One POST answered with JSON, returned whole: a search's shape, not just its hits."""
         return self._request_json("POST", path, orjson.dumps(body))
 
-    def _retrying(self, what: str, stopped: threading.Event | None = None) -> tenacity.Retrying:
+    def _retrying(self, what: str) -> tenacity.Retrying:
         settings = self._settings
-        retrying = build_retrying(
+        return build_retrying(
             what=what, max_attempts=settings.max_attempts,
             backoff_initial=settings.backoff_initial, backoff_max=settings.backoff_max,
             rate_limit_jitter=settings.rate_limit_jitter, sleep=self._sleep, clock=self._clock)
-        if stopped is None:
-            return retrying
-        return retrying.copy(stop=retrying.stop | tenacity.stop_when_event_set(stopped))
 
     def _request_json(self, method: str, path: str, body: bytes | None) -> Any:
         return self._retrying(f"Moesif {method} {path}")(self._request_json_once, method, path,
@@ -214,19 +219,25 @@ class MoesifClient:
             raise TransientHTTPError(f"Moesif answered a body that is not JSON on {where} "
                                      f"({exc})") from None
 
-    def _post(self, path: str, body: dict, page_no: int, stopped: threading.Event) -> Page:
-        retrying = self._retrying(f"Moesif POST {path} page {page_no}", stopped)
-        return retrying(self._post_once, path, orjson.dumps(body), page_no)
+    def _post(self, request: _PageRequest, *, first_attempt: Future[bytes]) -> Page:
+        """A page, parsed, under the retry policy; its first attempt is already under way."""
+        attempts = 0
 
-    def _post_once(self, path: str, body: bytes, page_no: int) -> Page:
+        def attempt() -> Page:
+            nonlocal attempts
+            attempts += 1
+            content = first_attempt.result() if attempts == 1 else self._post_once(request)
+            return self._page(content, request.where)
+
+        return self._retrying(f"Moesif {request.where}")(attempt)
+
+    def _post_once(self, request: _PageRequest) -> bytes:
         self.requests_made += 1
-        where = f"POST {path} page {page_no}"
-        with self._session.post(self.base_url + path, data=body, stream=True,
+        with self._session.post(self.base_url + request.path, data=request.body, stream=True,
                                 timeout=self._settings.http_timeout) as response:
-            self._raise_for_status(response, where)
+            self._raise_for_status(response, request.where)
             # One read of the whole body: ``content`` reads a page 10 KB at a time.
-            content = b"".join(response.iter_content(chunk_size=None))
-        return self._page(content, where)
+            return b"".join(response.iter_content(chunk_size=None))
 
     def _raise_for_status(self, response: requests.Response, where: str) -> None:
         """Retryable answers as ``TransientHTTPError``, other errors as ``MoesifError``."""
