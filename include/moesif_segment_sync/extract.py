@@ -69,8 +69,8 @@ def extract_users(client: MoesifClient, stage: Staging, window: Window, *,
 def _copy_hits(pages: Iterator[moesif.Page], out: JsonLinesWriter, *,
                collect: str | None = None, hash_fields: Collection[str] = ()) -> set[str]:
     """Write every hit as one line (``hash_fields`` hashed first); return the values of
-    ``collect`` seen in the records. Closing the pages when writing fails ends the search's
-    request in flight."""
+    ``collect`` seen in the records. When writing fails, closing the pages waits for the
+    search's request in flight, so no thread uses the client after the task ends."""
     seen: set[str] = set()
     with closing(pages):
         for page in pages:

@@ -128,7 +128,7 @@ class Staging:
         with self._atomic(name) as raw:
             out = JsonLinesWriter(raw, self.compress_level)
             yield out
-            out._finish()
+            out.finish()
 
     def write_json(self, name: str, value: Any) -> None:
         with self._atomic(name) as raw:
@@ -223,8 +223,9 @@ class JsonLinesWriter:
         self._pending = []
         self._pending_bytes = 0
 
-    def _finish(self) -> None:
-        """Compress what is buffered and end the gzip member (its checksum and size)."""
+    def finish(self) -> None:
+        """Compress what is buffered and end the gzip member (its checksum and size);
+        ``Staging.writer`` calls it when its block ends without error."""
         if self._pending:
             self._compress()
         self._raw.write(self._deflate.flush())
