@@ -473,6 +473,23 @@ def _int_option(body: dict, name: str, default: int) -> int:
     return value
 
 
+class _Result:
+    """A query's matching documents in sort order, and their hits' tails (sort values) once
+    served: paging the same result again costs a slice and a join."""
+
+    __slots__ = ("docs", "_tails")
+
+    def __init__(self, docs: list[_Doc]) -> None:
+        self.docs = docs
+        self._tails: list[bytes | None] = [None] * len(docs)
+
+    def tail(self, at: int, sort: Sort) -> bytes:
+        tail = self._tails[at]
+        if tail is None:
+            tail = self._tails[at] = sort.tail(self.docs[at])
+        return tail
+
+
 class Collection:
     """Users or companies: the documents in load order, plus caches keyed on their version."""
 
@@ -483,7 +500,7 @@ class Collection:
         self._lock = threading.Lock()
         self._version = 0
         self._ordered: list[_Doc] | None = None
-        self._results: OrderedDict[bytes, list[_Doc]] = OrderedDict()
+        self._results: OrderedDict[bytes, _Result] = OrderedDict()
         self._indexes: dict[str, dict[str, list[_Doc]]] = {}
         self._mapping: bytes | None = None
         with gc_paused():
@@ -548,7 +565,8 @@ class Collection:
                                  f"equal to [{_MAX_RESULT_WINDOW}] but was [{offset + size}]; "
                                  "page with search_after instead")
         sort = Sort(body["sort"]) if body.get("sort") is not None else None
-        matches = self.matching(body.get("query"), sort)
+        result = self.matching(body.get("query"), sort)
+        matches = result.docs
         start = offset
         if body.get("search_after") is not None:
             if sort is None:
@@ -556,17 +574,17 @@ class Collection:
             if offset:
                 raise HttpError(400, "from must be 0 when search_after is used")
             start = sort.position_after(matches, body["search_after"])
-        page = matches[start:start + size]
-        hits = b",".join([doc.head + sort.tail(doc) for doc in page] if sort is not None
-                         else [doc.head + b"}" for doc in page])
+        page = range(start, min(start + size, len(matches)))
+        hits = b",".join([matches[at].head + result.tail(at, sort) for at in page]
+                         if sort is not None else [matches[at].head + b"}" for at in page])
         took = int((time.perf_counter() - started) * 1000)
         return b'{"took":%d,"timed_out":false,"hits":{"total":%d,"hits":[%b]}}' % (
             took, len(matches), hits)
 
     def count(self, query: Any) -> int:
-        return len(self.matching(query, None))
+        return len(self.matching(query, None).docs)
 
-    def matching(self, query: Any, sort: Sort | None) -> list[_Doc]:
+    def matching(self, query: Any, sort: Sort | None) -> _Result:
         """The documents matching ``query`` in ``sort`` order, cached until the data changes."""
         predicate = compile_query(query)
         cache_key = orjson.dumps([query, sort.spec if sort else None], option=orjson.OPT_SORT_KEYS)
@@ -582,12 +600,13 @@ class Collection:
                      if predicate(doc)]
             if sort is not None:
                 found.sort(key=sort.key)
+        result = _Result(found)
         with self._lock:
             if version == self._version:
-                self._results[cache_key] = found
+                self._results[cache_key] = result
                 while len(self._results) > _CACHED_QUERIES:
                     self._results.popitem(last=False)
-        return found
+        return result
 
     def _candidates(self, query: Any) -> list[_Doc] | None:
         """A superset of the matches read off an index, when the query requires a term.

@@ -9,7 +9,10 @@ user comes once without holding every id in memory.
 from __future__ import annotations
 
 import time
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterator
+from contextlib import closing
+
+import orjson
 
 from . import moesif, privacy, staging
 from .moesif import MoesifClient
@@ -44,7 +47,7 @@ def extract_users(client: MoesifClient, stage: Staging, window: Window, *,
     if not full_refresh:
         for page in client.search("companies", moesif.changed_in_window(*window.bounds),
                                   label="ids changed in window"):
-            changed_companies |= _ids(page.hits, "company_id")
+            _add_ids(changed_companies, page.hits, "company_id")
     with stage.writer(staging.USERS_VIA_COMPANY) as out:
         for ids in staging.chunks(sorted(changed_companies), id_chunk_size):
             query = moesif.members_of(ids, not_changed_in=window.bounds)
@@ -63,24 +66,37 @@ def extract_users(client: MoesifClient, stage: Staging, window: Window, *,
             "requests": client.requests_made, "seconds": round(time.monotonic() - started, 3)}
 
 
-def _copy_hits(pages: Iterable[moesif.Page], out: JsonLinesWriter, *,
+def _copy_hits(pages: Iterator[moesif.Page], out: JsonLinesWriter, *,
                collect: str | None = None, hash_fields: Collection[str] = ()) -> set[str]:
     """Write every hit as one line (``hash_fields`` hashed first); return the values of
-    ``collect`` seen in the records."""
+    ``collect`` seen in the records. When writing fails, closing the pages waits for the
+    search's request in flight, so no thread uses the client after the task ends."""
     seen: set[str] = set()
-    for page in pages:
-        for hit in page.hits:
-            out.write(privacy.hash_fields(hit, hash_fields), lenient=page.lenient_json)
-        if collect:
-            seen |= _ids(page.hits, collect)
+    with closing(pages):
+        for page in pages:
+            hits = page.hits
+            if hash_fields:
+                hits = [privacy.hash_fields(hit, hash_fields) for hit in hits]
+            out.write_lines(_lines(hits, lenient=page.lenient_json))
+            if collect:
+                _add_ids(seen, page.hits, collect)
     return seen
 
 
-def _ids(hits: list, field: str) -> set[str]:
-    found = set()
+def _lines(hits: list, *, lenient: bool) -> list[bytes]:
+    """A page's hits as staged lines: what ``staging.dumps`` writes for each, with one call
+    per page for the usual page that orjson can write whole."""
+    if not lenient:
+        try:
+            return list(map(orjson.dumps, hits))
+        except (orjson.JSONEncodeError, TypeError):
+            pass
+    return [staging.dumps(hit, lenient=lenient) for hit in hits]
+
+
+def _add_ids(found: set[str], hits: list, field: str) -> None:
     for hit in hits:
         source = hit.get("_source") if isinstance(hit, dict) else None
         value = source.get(field) if isinstance(source, dict) else None
         if isinstance(value, str) and value.strip():
             found.add(value)
-    return found

@@ -11,21 +11,20 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import orjson
 import requests
+import tenacity
 
 from . import staging
 from .errors import MoesifError, TransientHTTPError
 from .retry import build_retrying, parse_retry_after
 from .settings import SyncSettings
 from .values import format_utc
-
-if TYPE_CHECKING:
-    import tenacity
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +106,17 @@ class SearchAfterPaginator:
 
 
 @dataclass(frozen=True)
+class _PageRequest:
+    path: str
+    body: bytes
+    page_no: int
+
+    @property
+    def where(self) -> str:
+        return f"POST {self.path} page {self.page_no}"
+
+
+@dataclass(frozen=True)
 class Page:
     hits: list
     total: int | None
@@ -145,20 +155,34 @@ class MoesifClient:
         self.close()
 
     def search(self, entity: Entity, query: dict, *, label: str = "") -> Iterator[Page]:
-        """Every page of hits matching ``query``, in sort order; logs progress per page."""
+        """Every page of hits matching ``query``, in sort order; logs progress per page.
+
+        The next page is asked for as soon as this one's last ``sort`` is known, on a
+        thread of its own, so Moesif answers it while the caller handles this page.
+        Only the first attempt at a page runs there; parsing, checking and retrying
+        happen here, in order, so one request is in flight at a time and retries and
+        request counts are those of a plain loop.
+        """
         paginator = SearchAfterPaginator(self._settings.page_size)
         path = SEARCH_PATH.format(entity=entity)
-        seen, started, page_no = 0, time.monotonic(), 0
-        while not paginator.done:
-            page_no += 1
-            page = self._post(path, paginator.body(query), page_no)
-            paginator.advance(page.hits)
-            seen += len(page.hits)
-            rate = seen / max(time.monotonic() - started, 1e-9)
-            log.info("Moesif %s%s: page %d, %d of %s records, %.0f records/s",
-                     entity, f" ({label})" if label else "", page_no, seen,
-                     page.total if page.total is not None else "?", rate)
-            yield page
+        seen, started = 0, time.monotonic()
+        with ThreadPoolExecutor(1, thread_name_prefix="moesif-page") as prefetch:
+            request = _PageRequest(path, orjson.dumps(paginator.body(query)), 1)
+            in_flight: Future[bytes] | None = prefetch.submit(self._post_once, request)
+            while in_flight is not None:
+                page = self._post(request, first_attempt=in_flight)
+                page_no = request.page_no
+                paginator.advance(page.hits)
+                in_flight = None
+                if not paginator.done:
+                    request = _PageRequest(path, orjson.dumps(paginator.body(query)), page_no + 1)
+                    in_flight = prefetch.submit(self._post_once, request)
+                seen += len(page.hits)
+                rate = seen / max(time.monotonic() - started, 1e-9)
+                log.info("Moesif %s%s: page %d, %d of %s records, %.0f records/s",
+                         entity, f" ({label})" if label else "", page_no, seen,
+                         page.total if page.total is not None else "?", rate)
+                yield page
 
     def get_json(self, path: str) -> Any:
         """One GET answered with JSON (an entity by id, a mapping), returned whole.
@@ -195,17 +219,25 @@ class MoesifClient:
             raise TransientHTTPError(f"Moesif answered a body that is not JSON on {where} "
                                      f"({exc})") from None
 
-    def _post(self, path: str, body: dict, page_no: int) -> Page:
-        retrying = self._retrying(f"Moesif POST {path} page {page_no}")
-        return retrying(self._post_once, path, orjson.dumps(body), page_no)
+    def _post(self, request: _PageRequest, *, first_attempt: Future[bytes]) -> Page:
+        """A page, parsed, under the retry policy; its first attempt is already under way."""
+        attempts = 0
 
-    def _post_once(self, path: str, body: bytes, page_no: int) -> Page:
+        def attempt() -> Page:
+            nonlocal attempts
+            attempts += 1
+            content = first_attempt.result() if attempts == 1 else self._post_once(request)
+            return self._page(content, request.where)
+
+        return self._retrying(f"Moesif {request.where}")(attempt)
+
+    def _post_once(self, request: _PageRequest) -> bytes:
         self.requests_made += 1
-        response = self._session.post(self.base_url + path, data=body,
-                                      timeout=self._settings.http_timeout)
-        where = f"POST {path} page {page_no}"
-        self._raise_for_status(response, where)
-        return self._page(response.content, where)
+        with self._session.post(self.base_url + request.path, data=request.body, stream=True,
+                                timeout=self._settings.http_timeout) as response:
+            self._raise_for_status(response, request.where)
+            # One read of the whole body: ``content`` reads a page 10 KB at a time.
+            return b"".join(response.iter_content(chunk_size=None))
 
     def _raise_for_status(self, response: requests.Response, where: str) -> None:
         """Retryable answers as ``TransientHTTPError``, other errors as ``MoesifError``."""

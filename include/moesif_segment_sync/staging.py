@@ -10,12 +10,13 @@ the same URLs as Airflow's ``ObjectStoragePath``.
 
 from __future__ import annotations
 
-import gzip
 import json
 import re
 import uuid
+import zlib
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from itertools import islice
 from typing import IO, Any, TypeVar
 
 import fsspec
@@ -31,6 +32,13 @@ REJECTS = "rejects.jsonl.gz"                  # rejected records, whole, with re
 AUDIT = "audit.json"
 
 T = TypeVar("T")
+
+# Lines are handed to the compressor in blocks of about this many bytes: one zlib call
+# per block instead of one GzipFile.write per line.
+BLOCK_BYTES = 1 << 20
+# Compressed bytes read at a time (a block or so of lines once inflated).
+READ_BYTES = 256 << 10
+_GZIP = 16 + zlib.MAX_WBITS  # zlib writes and checks the gzip header and trailer itself
 
 
 # The messages come in shards, one mapped load task each.
@@ -124,9 +132,10 @@ class Staging:
     @contextmanager
     def writer(self, name: str) -> Iterator[JsonLinesWriter]:
         """Write ``name`` line by line; it appears only when the block ends without error."""
-        with self._atomic(name) as raw, gzip.GzipFile(
-                fileobj=raw, mode="wb", compresslevel=self.compress_level, mtime=0) as packed:
-            yield JsonLinesWriter(packed)
+        with self._atomic(name) as raw:
+            out = JsonLinesWriter(raw, self.compress_level)
+            yield out
+            out.finish()
 
     def write_json(self, name: str, value: Any) -> None:
         with self._atomic(name) as raw:
@@ -145,9 +154,15 @@ class Staging:
             raw = self.fs.open(self.path(name), "rb")
         except FileNotFoundError:
             raise StagingError(f"staged file {self.url(name)} is missing") from None
-        with raw, gzip.GzipFile(fileobj=raw, mode="rb") as packed:
-            for line in packed:
-                yield line.rstrip(b"\n")
+        with raw:
+            tail = b""
+            for block in _gunzip(raw):
+                lines = block.split(b"\n")
+                lines[0] = tail + lines[0]
+                tail = lines.pop()
+                yield from lines
+            if tail:
+                yield tail
 
     @contextmanager
     def _atomic(self, name: str) -> Iterator[IO[bytes]]:
@@ -177,31 +192,79 @@ class Staging:
 
 
 class JsonLinesWriter:
-    """Counts what it writes so a task can report lines and bytes without re-reading."""
+    """Counts what it writes so a task can report lines without re-reading.
 
-    def __init__(self, out: IO[bytes]) -> None:
-        self._out = out
+    Lines are buffered and compressed in blocks of about ``BLOCK_BYTES``: one
+    zlib call per block costs less than a ``GzipFile.write`` per line, and zlib
+    lets other threads run while it compresses a block.
+    """
+
+    def __init__(self, raw: IO[bytes], compress_level: int) -> None:
+        self._raw = raw
+        self._deflate = zlib.compressobj(compress_level, zlib.DEFLATED, _GZIP)
+        self._pending: list[bytes] = []
+        self._pending_bytes = 0
         self.lines = 0
 
     def write_line(self, line: bytes) -> None:
-        self._out.write(line + b"\n")
+        self._pending.append(line)
+        self._pending_bytes += len(line)
         self.lines += 1
+        if self._pending_bytes >= BLOCK_BYTES:
+            self._compress()
+
+    def write_lines(self, lines: list[bytes]) -> None:
+        """Many lines at once (a page of hits)."""
+        self._pending += lines
+        self._pending_bytes += sum(map(len, lines))
+        self.lines += len(lines)
+        if self._pending_bytes >= BLOCK_BYTES:
+            self._compress()
 
     def write(self, value: Any, *, lenient: bool = False) -> None:
         self.write_line(dumps(value, lenient=lenient))
+
+    def _compress(self) -> None:
+        self._pending.append(b"")  # the last line's newline
+        self._raw.write(self._deflate.compress(b"\n".join(self._pending)))
+        self._pending = []
+        self._pending_bytes = 0
+
+    def finish(self) -> None:
+        """Compress what is buffered and end the gzip member (its checksum and size);
+        ``Staging.writer`` calls it when its block ends without error."""
+        if self._pending:
+            self._compress()
+        self._raw.write(self._deflate.flush())
+
+
+def _gunzip(raw: IO[bytes]) -> Iterator[bytes]:
+    """The decompressed bytes of a gzip file in blocks of at most ``BLOCK_BYTES``; members
+    one after another, as ``gzip`` reads them."""
+    inflate, started = zlib.decompressobj(_GZIP), False
+    while chunk := raw.read(READ_BYTES):
+        while chunk:
+            started = True
+            yield inflate.decompress(chunk, BLOCK_BYTES)
+            if inflate.unconsumed_tail:
+                chunk = inflate.unconsumed_tail
+            elif inflate.eof:
+                chunk = inflate.unused_data
+                inflate, started = zlib.decompressobj(_GZIP), False
+            else:
+                break
+    if started:
+        yield inflate.flush()
+        if not inflate.eof:
+            raise EOFError("Compressed file ended before the end-of-stream marker was reached")
 
 
 def chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
     """Items in lists of at most ``size``: staged lines for the transform and the load, ids
     for Moesif ``terms`` lookups and the audit store's ``IN`` lists (``itertools.batched``
     once the project is on Python 3.12)."""
-    chunk: list[T] = []
-    for line in items:
-        chunk.append(line)
-        if len(chunk) >= size:
-            yield chunk
-            chunk = []
-    if chunk:
+    remaining = iter(items)
+    while chunk := list(islice(remaining, size)):
         yield chunk
 
 

@@ -127,3 +127,45 @@ def test_401_fails_fast_with_the_scope_hint_and_never_the_key(sleeps):
     assert "check the key and its read:users / read:companies scopes" in message
     assert "mk-wrong-key-0000" not in message and KEY not in message
     assert sleeps == []
+
+
+def test_pages_come_in_sort_order_each_asked_for_once_after_the_last(sleeps):
+    users = [user(n, f"2026-11-25T01:{n % 60:02d}:00.000Z") for n in range(2500)]
+    with MoesifStandIn(users, [], api_key=KEY).start() as server:
+        client = client_for(server, sleeps, page_size=1000)
+        pages = list(client.search("users", moesif.changed_in_window(START, END)))
+        bodies = [entry["body"] for entry in server.requests]
+
+    assert [len(page.hits) for page in pages] == [1000, 1000, 500]
+    assert client.requests_made == len(bodies) == 3
+    assert [body.get("search_after") for body in bodies] == [
+        None, pages[0].hits[-1]["sort"], pages[1].hits[-1]["sort"]]
+    ids = [hit["_id"] for page in pages for hit in page.hits]
+    assert ids == sorted(ids, key=lambda i: (int(i[4:]) % 60, i))
+
+
+def test_a_page_failing_mid_search_comes_after_the_pages_before_it(sleeps):
+    users = [user(n, "2026-11-25T01:30:00.0000000Z") for n in range(25)]
+    with MoesifStandIn(users, [], api_key=KEY).start() as server:
+        server.inject(401, after=1)
+        client = client_for(server, sleeps, page_size=10)
+        received = []
+        with pytest.raises(MoesifError, match="401 on POST /v1/search/~/search/users page 2"):
+            for page in client.search("users", moesif.everything()):
+                received.append([hit["_id"] for hit in page.hits])
+        assert len(server.requests) == client.requests_made == 2
+    assert received == [[f"usr_{n:05d}" for n in range(10)]]
+    assert sleeps == []
+
+
+def test_a_caller_that_stops_early_leaves_no_request_retrying(sleeps):
+    users = [user(n, "2026-11-25T01:30:00.0000000Z") for n in range(25)]
+    with MoesifStandIn(users, [], api_key=KEY).start() as server:
+        server.inject(503, delay=1.0, after=1)  # page 2 answers only after the caller stopped
+        client = client_for(server, sleeps, page_size=10)
+        pages = client.search("users", moesif.everything())
+        first = next(pages)
+        pages.close()  # returns once the request in flight has its answer
+        assert len(server.requests) == client.requests_made == 2
+    assert len(first.hits) == 10
+    assert sleeps == []  # the 503 was not retried

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import errno
 import gzip
+import io
 import json
 import math
+import os
 
 import pytest
 
 from moesif_segment_sync.errors import StagingError
-from moesif_segment_sync.staging import Staging, loads
+from moesif_segment_sync.staging import BLOCK_BYTES, Staging, chunks, loads
 
 ODD = [
     {"user_id": "u1", "metadata": {"nested": {"deep": [1, 2.5, None, True]}}},
@@ -77,3 +80,101 @@ def test_a_root_under_a_file_fails_with_the_path(tmp_path):
 def test_a_missing_staged_file_is_named(stage):
     with pytest.raises(StagingError, match="users.jsonl.gz is missing"):
         list(stage.lines("users.jsonl.gz"))
+
+
+def test_lines_longer_than_a_block_and_more_lines_than_a_block_come_back_exactly(stage):
+    lines = [b'{"n":%d}' % n for n in range(300_000)]
+    lines[1000] = b'{"big":"' + b"x" * (3 * BLOCK_BYTES) + b'"}'
+    with stage.writer("big.jsonl.gz") as out:
+        for line in lines[:150_000]:
+            out.write_line(line)
+        out.write_lines(lines[150_000:])
+
+    assert out.lines == 300_000
+    assert list(stage.lines("big.jsonl.gz")) == lines
+    with stage.fs.open(stage.path("big.jsonl.gz"), "rb") as raw:
+        assert gzip.decompress(raw.read()) == b"\n".join(lines) + b"\n"
+
+
+def test_an_empty_file_is_a_valid_gzip_file_without_lines(stage):
+    with stage.writer("empty.jsonl.gz") as out:
+        pass
+
+    assert out.lines == 0
+    assert list(stage.lines("empty.jsonl.gz")) == []
+    with stage.fs.open(stage.path("empty.jsonl.gz"), "rb") as raw:
+        assert gzip.decompress(raw.read()) == b""
+
+
+def test_a_final_line_without_a_newline_is_read(stage):
+    stage.fs.makedirs(stage.dir, exist_ok=True)
+    with stage.fs.open(stage.path("users.jsonl.gz"), "wb") as raw:
+        raw.write(gzip.compress(b'{"n":1}\n\n{"n":2}'))
+
+    assert list(stage.lines("users.jsonl.gz")) == [b'{"n":1}', b"", b'{"n":2}']
+
+
+def test_a_file_of_several_gzip_members_reads_as_their_lines_in_order(stage):
+    stage.fs.makedirs(stage.dir, exist_ok=True)
+    with stage.fs.open(stage.path("users.jsonl.gz"), "wb") as raw:
+        raw.write(gzip.compress(b'{"n":1}\n{"n":') + gzip.compress(b'2}\n') + gzip.compress(b""))
+
+    assert list(stage.lines("users.jsonl.gz")) == [b'{"n":1}', b'{"n":2}']
+
+
+def test_a_truncated_file_fails_as_gzip_does(stage):
+    stage.fs.makedirs(stage.dir, exist_ok=True)
+    whole = gzip.compress(b'{"n":1}\n' * 1000)
+    with stage.fs.open(stage.path("users.jsonl.gz"), "wb") as raw:
+        raw.write(whole[:len(whole) // 2])
+
+    with pytest.raises(EOFError):
+        list(stage.lines("users.jsonl.gz"))
+
+
+def test_the_compress_level_is_honoured(tmp_path):
+    lines = [b'{"user_id":"usr_%05d","plan":"pro"}' % n for n in range(20_000)]
+    sizes = {}
+    for level in (0, 1, 9):
+        stage = Staging(tmp_path.as_uri(), "dag", f"level-{level}", compress_level=level)
+        with stage.writer("users.jsonl.gz") as out:
+            out.write_lines(lines)
+        sizes[level] = (tmp_path / "dag" / f"level-{level}" / "users.jsonl.gz").stat().st_size
+        assert list(stage.lines("users.jsonl.gz")) == lines
+
+    assert sizes[0] > sum(map(len, lines)) > sizes[1] > sizes[9]
+
+
+class FullDisk(io.BytesIO):
+    """A file that takes ``room`` bytes and then fails as a full disk does."""
+
+    def __init__(self, room: int) -> None:
+        super().__init__()
+        self.room = room
+
+    def write(self, data) -> int:  # noqa: ANN001
+        if self.tell() + len(data) > self.room:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return super().write(data)
+
+
+def test_a_write_failing_mid_file_fails_naming_the_file_and_publishes_nothing(stage,
+                                                                           monkeypatch):
+    opened = stage.fs.open
+    monkeypatch.setattr(stage.fs, "open", lambda path, mode="rb", **kw: (
+        FullDisk(64 * 1024) if "tmp-" in path else opened(path, mode, **kw)))
+    lines = [b'{"user_id":"usr_%06d"}' % n for n in range(500_000)]
+
+    with pytest.raises(StagingError) as caught, stage.writer("users.jsonl.gz") as out:
+        for line in lines:
+            out.write_line(line)
+
+    assert str(caught.value) == (f"cannot write {stage.url('users.jsonl.gz')}: "
+                                 "No space left on device")
+    assert out.lines < len(lines)  # it failed on the way, not at the end
+    assert not stage.exists("users.jsonl.gz")
+
+
+def test_chunks_are_lists_of_at_most_size_in_order():
+    assert list(chunks(iter(range(7)), 3)) == [[0, 1, 2], [3, 4, 5], [6]]
+    assert list(chunks([], 3)) == []
