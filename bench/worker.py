@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -90,6 +91,35 @@ def load_every_shard(run: Run, segment: Endpoint, shards: list[dict[str, Any]]) 
         "planned")}}
 
 
+class ChildrenRss:
+    """The largest sum of the RSS of this process's children (the transform's worker
+    processes), sampled every 50 ms while the stage runs."""
+
+    def __init__(self) -> None:
+        self.peak_mb = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def __enter__(self) -> ChildrenRss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _sample(self) -> None:
+        me = psutil.Process()
+        while not self._stop.wait(0.05):
+            total = 0
+            for child in me.children(recursive=True):
+                try:
+                    total += child.memory_info().rss
+                except psutil.Error:  # gone between listing and reading
+                    pass
+            self.peak_mb = max(self.peak_mb, total / 2**20)
+
+
 def main(argv: list[str]) -> int:
     spec_path, result_path = map(Path, argv)
     spec = StageSpec.read(spec_path)
@@ -101,15 +131,19 @@ def main(argv: list[str]) -> int:
 
         profiler = Profiler(interval=0.001)
         profiler.start()
+    children = ChildrenRss()
     started, cpu_started = time.perf_counter(), time.process_time()
-    summary = stage()
+    with children:
+        summary = stage()
     seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
     if profiler is not None:
         profiler.stop()
         Path(spec.profile).write_text(profiler.output_text(unicode=False, color=False))
     result_path.write_text(json.dumps({"seconds": seconds, "cpu_seconds": cpu_seconds,
                                        "rss_before_mb": rss_before_mb,
-                                       "peak_rss_mb": peak_rss_mb(), "summary": summary}))
+                                       "peak_rss_mb": peak_rss_mb(),
+                                       "children_peak_rss_mb": children.peak_mb,
+                                       "summary": summary}))
     return 0
 
 

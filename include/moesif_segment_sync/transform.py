@@ -100,7 +100,7 @@ def transform(stage: Staging, *, default_timestamp: str, chunk_size: int,
         "companies": scratch.companies,
         "companies_rejected": companies_rejected,
         "shards": messages.shards,
-        "workers": mappers.workers,
+        "workers": mappers.used,
         "files": {"messages": stage.url(staging.messages_file(0)),
                   "rejects": stage.url(staging.REJECTS)},
         "seconds": round(time.monotonic() - started, 3),
@@ -194,6 +194,11 @@ class ChunkMappers:
 
     def __enter__(self) -> ChunkMappers:
         return self
+
+    @property
+    def used(self) -> int:
+        """Processes that mapped users: the workers, once started; else this one."""
+        return self.workers if self._pool is not None else 1
 
     def __exit__(self, *exc_info: object) -> None:
         if self._pool is not None:

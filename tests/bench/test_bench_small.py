@@ -28,7 +28,7 @@ N_USERS = 5000
 TOP_LEVEL_KEYS = {"n_users", "extract_users_per_s", "transform_users_per_s", "load_events_per_s",
                   "end_to_end_s", "peak_rss_mb", "peer", "ratio_vs_peer_default",
                   "ratio_vs_peer_tuned", "dropped", "machine"}
-STAGES = {"extract_users", "extract_companies", "transform", "load"}
+STAGES = {"extract_users", "extract_companies", "transform", "transform_workers", "load"}
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +70,8 @@ def test_results_json_has_every_key_of_the_issue(bench):
     assert {"cores", "python", "versions"} <= results["machine"].keys()
     assert results["machine"]["versions"]["segment-analytics-python"]
     assert all(isinstance(results[key], int | float) and results[key] > 0 for key in (
-        "extract_users_per_s", "transform_users_per_s", "load_events_per_s", "end_to_end_s"))
+        "extract_users_per_s", "transform_users_per_s", "transform_workers_users_per_s",
+        "load_events_per_s", "end_to_end_s"))
 
 
 def test_the_message_identity_check_passed_on_every_user(bench):
