@@ -46,6 +46,10 @@ class StagingError(SyncError):
     """The staging root cannot be read or written; the message names the path."""
 
 
+class ScratchError(SyncError):
+    """The transform's temporary tables on the worker's local disk cannot be written."""
+
+
 class AccountingError(SyncError):
     """A run's counts do not add up: some record is unaccounted for."""
 

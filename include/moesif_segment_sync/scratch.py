@@ -17,9 +17,10 @@ import os
 import sqlite3
 import tempfile
 from collections.abc import Iterable, Iterator
-from contextlib import closing
+from contextlib import closing, contextmanager
 from pathlib import Path
 
+from .errors import ScratchError
 from .staging import chunks
 
 # Under SQLite's default limit of 32,766 variables per statement.
@@ -30,22 +31,23 @@ class Scratch:
     """Companies (first staged wins) and the set of user ids seen, for one transform."""
 
     def __init__(self) -> None:
-        self._folder = tempfile.TemporaryDirectory(prefix="moesif-segment-sync-")
-        self.companies_path = os.path.join(self._folder.name, "companies.sqlite")
-        # Nothing here is worth keeping after a crash: no journal and no fsync.
-        self._companies = sqlite3.connect(self.companies_path, isolation_level=None)
-        self._companies.executescript("""
-            PRAGMA journal_mode = OFF;
-            PRAGMA synchronous = OFF;
-            CREATE TABLE companies (id BLOB PRIMARY KEY, traits BLOB NOT NULL,
-                                    lenient INTEGER NOT NULL) WITHOUT ROWID;
-        """)
-        self._users = sqlite3.connect("", isolation_level=None)  # "": private, temporary
-        self._users.executescript("""
-            PRAGMA journal_mode = OFF;
-            PRAGMA synchronous = OFF;
-            CREATE TABLE users (id BLOB PRIMARY KEY) WITHOUT ROWID;
-        """)
+        with _clear_errors():
+            self._folder = tempfile.TemporaryDirectory(prefix="moesif-segment-sync-")
+            self.companies_path = os.path.join(self._folder.name, "companies.sqlite")
+            # Nothing here is worth keeping after a crash: no journal and no fsync.
+            self._companies = sqlite3.connect(self.companies_path, isolation_level=None)
+            self._companies.executescript("""
+                PRAGMA journal_mode = OFF;
+                PRAGMA synchronous = OFF;
+                CREATE TABLE companies (id BLOB PRIMARY KEY, traits BLOB NOT NULL,
+                                        lenient INTEGER NOT NULL) WITHOUT ROWID;
+            """)
+            self._users = sqlite3.connect("", isolation_level=None)  # "": private, temporary
+            self._users.executescript("""
+                PRAGMA journal_mode = OFF;
+                PRAGMA synchronous = OFF;
+                CREATE TABLE users (id BLOB PRIMARY KEY) WITHOUT ROWID;
+            """)
         self.companies = 0
 
     def __enter__(self) -> Scratch:
@@ -58,7 +60,7 @@ class Scratch:
 
     def add_companies(self, rows: Iterable[tuple[str, bytes, bool]]) -> None:
         """(company_id, traits as a staged JSON line, lenient); an id already held is kept."""
-        with closing(self._companies.cursor()) as cursor:
+        with _clear_errors(), closing(self._companies.cursor()) as cursor:
             cursor.execute("BEGIN")
             cursor.executemany("INSERT OR IGNORE INTO companies VALUES (?, ?, ?)",
                                ((_key(id_), traits, lenient) for id_, traits, lenient in rows))
@@ -73,14 +75,15 @@ class Scratch:
         """The ids among ``user_ids`` that an earlier chunk built (see ``record_built``)."""
         keys = {_key(user_id) for user_id in user_ids if isinstance(user_id, str)}
         held: set[str] = set()
-        for part in chunks(keys, _IDS_PER_QUERY):
-            marks = ",".join("?" * len(part))
-            held.update(_id(key) for key, in self._users.execute(
-                f"SELECT id FROM users WHERE id IN ({marks})", part))
+        with _clear_errors():
+            for part in chunks(keys, _IDS_PER_QUERY):
+                marks = ",".join("?" * len(part))
+                held.update(_id(key) for key, in self._users.execute(
+                    f"SELECT id FROM users WHERE id IN ({marks})", part))
         return held
 
     def record_built(self, user_ids: Iterable[str]) -> None:
-        with closing(self._users.cursor()) as cursor:
+        with _clear_errors(), closing(self._users.cursor()) as cursor:
             cursor.execute("BEGIN")
             cursor.executemany("INSERT OR IGNORE INTO users VALUES (?)",
                                ((_key(user_id),) for user_id in user_ids))
@@ -91,7 +94,8 @@ class CompanyReader:
     """The companies of a ``Scratch``, read-only, for a worker process."""
 
     def __init__(self, path: str) -> None:
-        self._db = sqlite3.connect(Path(path).as_uri() + "?mode=ro", uri=True)
+        with _clear_errors():
+            self._db = sqlite3.connect(Path(path).as_uri() + "?mode=ro", uri=True)
 
     def company_lines(self, ids: Iterable[str]) -> Iterator[tuple[str, bytes, bool]]:
         return _company_lines(self._db, ids)
@@ -101,10 +105,21 @@ def _company_lines(db: sqlite3.Connection,
                    ids: Iterable[str]) -> Iterator[tuple[str, bytes, bool]]:
     for part in chunks(ids, _IDS_PER_QUERY):
         marks = ",".join("?" * len(part))
-        for key, traits, lenient in db.execute(
-                f"SELECT id, traits, lenient FROM companies WHERE id IN ({marks})",
-                [_key(id_) for id_ in part]):
+        with _clear_errors():
+            rows = db.execute(f"SELECT id, traits, lenient FROM companies WHERE id IN ({marks})",
+                              [_key(id_) for id_ in part]).fetchall()
+        for key, traits, lenient in rows:
             yield _id(key), traits, bool(lenient)
+
+
+@contextmanager
+def _clear_errors() -> Iterator[None]:
+    try:
+        yield
+    except (sqlite3.Error, OSError) as exc:
+        raise ScratchError(
+            f"the transform's temporary tables (under {tempfile.gettempdir()}) failed: {exc}; "
+            "free space there, or point TMPDIR at a larger local disk") from None
 
 
 def _key(value: str) -> bytes:

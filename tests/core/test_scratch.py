@@ -1,5 +1,10 @@
 """The transform's on-disk lookup tables: companies by id and the user ids already built."""
 
+import tempfile
+
+import pytest
+
+from moesif_segment_sync.errors import ScratchError
 from moesif_segment_sync.scratch import Scratch
 
 
@@ -34,3 +39,10 @@ def test_ids_with_lone_surrogates_are_keys_like_any_other():
         scratch.add_companies([(odd, b"{}", True)])
         assert scratch.built_before([odd, "u"]) == {odd}
         assert list(scratch.company_lines([odd])) == [(odd, b"{}", True)]
+
+
+def test_an_unusable_temporary_folder_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "not-there"))
+    with pytest.raises(ScratchError, match=r"temporary tables \(under .*not-there\) failed: .*"
+                                           r"point TMPDIR at a larger local disk"):
+        Scratch()
