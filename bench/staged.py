@@ -12,9 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
-import orjson
-
-from moesif_segment_sync import staging
+from moesif_segment_sync import plan, staging
 from moesif_segment_sync.staging import Staging
 
 
@@ -35,12 +33,13 @@ def messages(stage: Staging) -> Iterator[bytes]:
 def write_messages(stage: Staging, lines: Iterable[bytes]) -> int:
     """Stage ``lines`` as the run's messages, all in shard 0, with their heads, as if its
     transform had."""
-    with stage.writer(staging.messages_file(0)) as out, \
-            stage.writer(staging.heads_file(0)) as heads:
+    with stage.writer(staging.messages_file(0)) as out:
         for line in lines:
             out.write_line(line)
-            message = orjson.loads(line)
-            heads.write_line(orjson.dumps([message["userId"], message["messageId"]]))
+    # The heads as a load reads them from messages staged without any.
+    with stage.writer(staging.heads_file(0)) as heads:
+        for head in plan.heads(stage, 0):
+            heads.write_line(head)
     return out.lines
 
 

@@ -102,5 +102,5 @@ def heads(stage: Staging, shard: int) -> Iterator[bytes]:
     before heads files existed has its heads read from the messages (slower)."""
     if stage.exists(staging.heads_file(shard)):
         return stage.lines(staging.heads_file(shard))
-    return (orjson.dumps([message["userId"], message["messageId"]])
+    return (staging.head_line(message["userId"], message["messageId"])
             for message in map(orjson.loads, stage.lines(staging.messages_file(shard))))

@@ -77,8 +77,9 @@ class Scratch:
         held: set[str] = set()
         with _clear_errors():
             for part in chunks(keys, _IDS_PER_QUERY):
+                marks, params = _in_list(part)
                 held.update(_id(key) for key, in self._users.execute(
-                    f"SELECT id FROM users WHERE id IN ({_marks(part)})", _padded(part)))
+                    f"SELECT id FROM users WHERE id IN ({marks})", params))
         return held
 
     def record_built(self, user_ids: Iterable[str]) -> None:
@@ -103,23 +104,20 @@ class CompanyReader:
 def _company_lines(db: sqlite3.Connection,
                    ids: Iterable[str]) -> Iterator[tuple[str, bytes, bool]]:
     for part in chunks(map(_key, ids), _IDS_PER_QUERY):
+        marks, params = _in_list(part)
         with _clear_errors():
-            rows = db.execute(
-                f"SELECT id, traits, lenient FROM companies WHERE id IN ({_marks(part)})",
-                _padded(part)).fetchall()
+            rows = db.execute(f"SELECT id, traits, lenient FROM companies WHERE id IN ({marks})",
+                              params).fetchall()
         for key, traits, lenient in rows:
             yield _id(key), traits, bool(lenient)
 
 
-def _marks(part: list) -> str:
-    """``?, ?, …`` for ``_padded(part)``. Statements are cached by their text, and one with
-    thousands of parameters is large: a few sizes (powers of two) keep that cache small."""
-    return ",".join("?" * (1 << (len(part) - 1).bit_length()))
-
-
-def _padded(part: list[bytes]) -> list[bytes]:
-    """``part`` repeated at its end up to the size ``_marks`` gives (``IN`` ignores repeats)."""
-    return part + [part[-1]] * ((1 << (len(part) - 1).bit_length()) - len(part))
+def _in_list(part: list[bytes]) -> tuple[str, list[bytes]]:
+    """``?, ?, …`` and the parameters for ``IN (…)`` of ``part``, padded with its last key
+    (``IN`` ignores repeats) to a power of two. Statements are cached by their text, and one
+    with thousands of parameters is large: a few sizes keep that cache small."""
+    size = 1 << (len(part) - 1).bit_length()
+    return ",".join("?" * size), part + [part[-1]] * (size - len(part))
 
 
 @contextmanager

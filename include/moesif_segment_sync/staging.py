@@ -53,6 +53,11 @@ def heads_file(shard: int) -> str:
     return f"heads-{shard:05d}.jsonl.gz"
 
 
+def head_line(user_id: str, message_id: str) -> bytes:
+    """One line of a heads file."""
+    return orjson.dumps([user_id, message_id])
+
+
 def to_send_file(shard: int) -> str:
     """The shard's messages whose content Segment did not have yet, as loads before the heads
     file staged them (read only for the sent-messages download of such runs)."""

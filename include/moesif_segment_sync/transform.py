@@ -29,7 +29,6 @@ from dataclasses import dataclass
 from itertools import chain, islice
 from typing import NamedTuple
 
-import orjson
 import pandas as pd
 
 from . import staging
@@ -296,7 +295,7 @@ class ShardWriter:
         if self._out.lines >= self._size:
             self._next()
         self._out.write_line(line)
-        self._heads.write_line(orjson.dumps([user_id, message_id]))
+        self._heads.write_line(staging.head_line(user_id, message_id))
 
     def _next(self) -> None:
         self._stack.close()
