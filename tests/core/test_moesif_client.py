@@ -129,6 +129,18 @@ def test_401_fails_fast_with_the_scope_hint_and_never_the_key(sleeps):
     assert sleeps == []
 
 
+@pytest.mark.parametrize("status", [400, 402, 404])
+def test_other_4xx_fail_at_once_with_moesifs_message(sleeps, status):
+    with MoesifStandIn([user(1, "2026-11-25T01:10:00Z")], [], api_key=KEY).start() as server:
+        server.inject(status, times=5, body={"message": "bad field in query"})
+        with pytest.raises(MoesifError) as caught:
+            user_ids(client_for(server, sleeps), moesif.everything())
+        assert len(server.requests) == 1
+    assert caught.value.status == status
+    assert "bad field in query" in str(caught.value)
+    assert sleeps == []
+
+
 def test_pages_come_in_sort_order_each_asked_for_once_after_the_last(sleeps):
     users = [user(n, f"2026-11-25T01:{n % 60:02d}:00.000Z") for n in range(2500)]
     with MoesifStandIn(users, [], api_key=KEY).start() as server:

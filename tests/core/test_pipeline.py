@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
 
 import orjson
@@ -9,7 +10,12 @@ import pytest
 
 from moesif_segment_sync import history, staging, sync, transform
 from moesif_segment_sync.audit import AuditStore, BatchEntry, RunKey
-from moesif_segment_sync.errors import AccountingError, SegmentError, SyncError
+from moesif_segment_sync.errors import (
+    AccountingError,
+    RejectThresholdError,
+    SegmentError,
+    SyncError,
+)
 from moesif_segment_sync.settings import load_settings
 from moesif_segment_sync.sync import Endpoint, Run
 from moesif_segment_sync.window import RunParams, Window
@@ -54,6 +60,46 @@ def load_all(run: Run, segment: SegmentStandIn, shards: list[dict]) -> list[dict
 def staged_messages(run: Run, shards: int = 1) -> list[bytes]:
     stage = run.staging()
     return [line for shard in range(shards) for line in stage.lines(staging.messages_file(shard))]
+
+
+@pytest.mark.parametrize(("rejected", "considered"), [(5, 100), (1, 20), (3, 60), (0, 0)])
+def test_a_rejected_share_exactly_at_the_threshold_passes(rejected, considered):
+    sync.check_rejected_share(rejected, considered, 0.05)
+
+
+@pytest.mark.parametrize(("rejected", "considered"), [(6, 100), (51, 1000), (1, 1)])
+def test_a_rejected_share_above_the_threshold_fails_the_run(rejected, considered):
+    with pytest.raises(RejectThresholdError, match=rf"^{rejected} of {considered} users rejected"):
+        sync.check_rejected_share(rejected, considered, 0.05)
+
+
+# (the first load's params, the second's): Segment has every message after either pair's first
+# load, except when it is a dry run; a second load that reused the first's plan would resume its
+# batches instead of planning anew.
+PLAN_PAIRS = {"force_then_plain": ({"force": True}, {}),
+              "plain_then_dry_run": ({}, {"dry_run": True}),
+              "dry_run_then_plain": ({"dry_run": True}, {})}
+
+
+@pytest.mark.parametrize("pair", PLAN_PAIRS)
+def test_a_load_plan_is_reused_only_by_a_load_with_the_same_flags(tmp_path, servers, pair):
+    _, moesif, segment = servers
+    first_params, second_params = PLAN_PAIRS[pair]
+    run = make_run(tmp_path)
+    shards = extract_and_transform(run, moesif)["shards"]
+    built = sum(shard["messages"] for shard in shards)
+    load_all(dataclasses.replace(run, params=RunParams(**first_params)), segment, shards)
+
+    second = load_all(dataclasses.replace(run, params=RunParams(**second_params)), segment,
+                      shards)
+
+    totals = {name: sum(load[name] for load in second)
+              for name in ("sent", "would_send", "unchanged", "resumed_batches")}
+    expected = {"sent": 0, "would_send": 0, "unchanged": built, "resumed_batches": 0}
+    if pair == "dry_run_then_plain":
+        expected = {**expected, "sent": built, "unchanged": 0}
+    assert totals == expected
+    assert len(segment.delivered) == built
 
 
 def test_the_transform_does_not_depend_on_the_chunk_size(tmp_path, servers):

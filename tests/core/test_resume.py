@@ -92,11 +92,12 @@ def test_a_load_killed_mid_batch_resumes_to_the_same_result(tmp_path, data):
                 "built": built}
         process = subprocess.Popen([sys.executable, "-c", LOAD_SCRIPT, json.dumps(args)],
                                    cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
-        wait_for(lambda: len(store.ledger(run.key)) == 3 and len(segment.requests) == 3)
-        time.sleep(0.3)  # batch 4 is now in flight
+        segment.wait_for_arrivals(4)  # batch 4 has reached Segment, which holds it 30 s
+        wait_for(lambda: len(store.ledger(run.key)) == 3)
         process.send_signal(signal.SIGKILL)
         process.wait()
         assert sorted(store.ledger(run.key)) == [(0, 1), (0, 2), (0, 3)]
+        assert len(segment.requests) == 3  # batch 4 was never answered
         assert {e.status for e in store.ledger(run.key).values()} == {"sent"}
         segment.clear_faults()
 

@@ -24,7 +24,12 @@ A_END = datetime(2026, 11, 25, 1, tzinfo=UTC)   # window A = [00:00, 01:00)
 B_END = datetime(2026, 11, 25, 2, tzinfo=UTC)   # window B = [01:00, 02:00)
 
 COMPANIES = [
-    {"company_id": "cmp_x", "metadata": {"name": "Old X"}, "modified_time": "2026-11-20T00:00:00Z"},
+    # Changed before window A: its users of window A get it through the user_companies lookup.
+    {"company_id": "cmp_x", "metadata": {"name": "Old X", "tier": 2},
+     "modified_time": "2026-11-20T00:00:00Z", "created": "2025-01-02T03:04:05.0060000Z",
+     "first_seen_time": "2025-01-03T00:00:00", "last_seen_time": 1763942400000,
+     "ip_address": "10.1.2.3", "domain_name": "x.example", "ttfhw": 42.9,
+     "session_token": ["never-sent"]},
     {"company_id": "cmp_y", "metadata": {"name": "Y"}, "modified_time": "2026-11-20T00:00:00Z"},
 ]
 USERS = [
@@ -87,6 +92,22 @@ def test_company_change_reidentifies_its_users(sync):
         ["New X", "New X"]
     assert record["counts"]["routes"] == {"window": 1, "company": 2}
     assert (record["counts"]["users_in_window"], record["counts"]["users_via_company"]) == (1, 2)
+
+
+def test_a_changed_user_of_an_unchanged_company_carries_that_company_field_by_field(sync):
+    record = sync.run(A_END)
+
+    sent = sync.sent()
+    assert sent["u1"][0]["traits"]["company"] == {
+        "id": "cmp_x", "name": "Old X", "created": "2025-01-02T03:04:05.006Z",
+        "modifiedTime": "2026-11-20T00:00:00.000Z", "firstSeenTime": "2025-01-03T00:00:00.000Z",
+        "lastSeenTime": "2025-11-24T00:00:00.000Z", "ipAddress": "10.1.2.3",
+        "companyDomain": "x.example", "ttfhw_s": 42, "metadata": {"name": "Old X", "tier": 2}}
+    assert sent["u3"][0]["traits"]["company"] == {
+        "id": "cmp_y", "name": "Y", "modifiedTime": "2026-11-20T00:00:00.000Z",
+        "metadata": {"name": "Y"}}
+    assert record["counts"]["user_companies"] == 2
+    assert record["counts"]["routes"] == {"window": 3}
 
 
 def test_a_second_run_of_the_same_window_sends_nothing_and_says_unchanged(sync):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -99,6 +100,28 @@ def test_delay_longer_than_the_client_timeout_times_out(api):
 
     with pytest.raises(requests.Timeout):
         requests.post(api.server.url + api.path, data=b"{}", timeout=0.2)
+
+
+def test_a_delayed_request_has_arrived_before_it_is_logged(api):
+    api.server.inject(delay=5.0)
+    timed_out = []
+
+    def call() -> None:
+        try:
+            requests.post(api.server.url + api.path, data=b"{}", timeout=0.5)
+        except requests.Timeout as exc:
+            timed_out.append(exc)
+
+    caller = threading.Thread(target=call)
+    caller.start()
+
+    api.server.wait_for_arrivals(1, timeout=5)
+
+    assert api.server.requests == []
+    with pytest.raises(TimeoutError, match="1 requests arrived"):
+        api.server.wait_for_arrivals(2, timeout=0.1)
+    caller.join()
+    assert len(timed_out) == 1
 
 
 def test_truncate_sends_a_200_whose_json_is_cut_off(api):
