@@ -24,10 +24,10 @@ from typing import Any
 
 import orjson
 
-from moesif_segment_sync import staging
-from moesif_segment_sync.mapping import Identify, Rejected, company_traits, identify
-from moesif_segment_sync.staging import Staging
-from moesif_segment_sync.values import format_utc
+from moesif_segment_sync import codec
+from moesif_segment_sync.codec import format_utc
+from moesif_segment_sync.pipeline.mapping import Identify, Rejected, company_traits, identify
+from moesif_segment_sync.pipeline.staging import Staging
 
 from . import staged
 from .config import WINDOW
@@ -73,7 +73,7 @@ def _companies(path: Path) -> dict[str, dict]:
     found: dict[str, dict] = {}
     with path.open("rb") as lines:
         for line in lines:
-            record, _ = staging.loads(line)
+            record, _ = codec.loads(line)
             company_id = record.get("company_id") if isinstance(record, dict) else None
             if not isinstance(company_id, str) or company_id in found:
                 continue
@@ -87,7 +87,7 @@ def _sample(path: Path, step: int):  # noqa: ANN202 - a generator of (record, le
     with path.open("rb") as lines:
         for number, line in enumerate(lines):
             if number % step == 0:
-                yield staging.loads(line)
+                yield codec.loads(line)
 
 
 def _staged_by_user(stage: Staging, user_ids: set[str]) -> dict[str, bytes]:

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from moesif_segment_sync.audit import AuditStore
+from moesif_segment_sync.store.audit import AuditStore
 from sandbox.environment import AIRFLOW, airflow_env, connection_env, prepare_airflow
 
 from .config import DAG_ID, MOESIF_KEY, WINDOW, WRITE_KEY

@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 from segment.analytics import Client
 
-from moesif_segment_sync.sync import Endpoint
+from moesif_segment_sync.settings import Endpoint
 
 
 class PeerSend:

@@ -17,7 +17,7 @@ from __future__ import annotations
 from itertools import islice
 from typing import Any
 
-from moesif_segment_sync.staging import Staging
+from moesif_segment_sync.pipeline.staging import Staging
 
 from . import staged
 

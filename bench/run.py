@@ -45,8 +45,8 @@ from typing import Any
 import psutil
 
 import moesif_segment_sync
+from moesif_segment_sync.pipeline.staging import Staging
 from moesif_segment_sync.settings import load_settings
-from moesif_segment_sync.staging import Staging
 
 from . import rate, report, staged
 from .ceilings import moesif_ceiling, segment_ceiling

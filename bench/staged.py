@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
-from moesif_segment_sync import plan, staging
-from moesif_segment_sync.staging import Staging
+from moesif_segment_sync.pipeline import plan, staging
+from moesif_segment_sync.pipeline.staging import Staging
 
 
 def message_files(stage: Staging) -> list[str]:

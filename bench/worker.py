@@ -26,8 +26,8 @@ from typing import Any
 import psutil
 
 from moesif_segment_sync import sync
-from moesif_segment_sync.settings import load_settings
-from moesif_segment_sync.sync import Endpoint, Run
+from moesif_segment_sync.settings import Endpoint, load_settings
+from moesif_segment_sync.sync import Run
 from moesif_segment_sync.window import RunParams
 
 from . import staged

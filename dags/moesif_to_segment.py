@@ -35,8 +35,9 @@ triggered; the audit records which window was chosen.
 Trigger > Backfill in the UI (or `POST /api/v2/backfills`) over a date range
 creates one run per schedule interval; each syncs exactly its window.
 
-Connections: `moesif_default`, `segment_default`, optional `moesif_segment_audit`.
-See the README for the staged files and the audit store.
+Connections: the ids at the top of this file (`moesif_default`, `segment_default`, and
+the optional `moesif_segment_audit`). See the README for the staged files and the audit
+store.
 """
 
 from __future__ import annotations
@@ -48,6 +49,12 @@ import pendulum
 from airflow.sdk import Param, dag, task
 from airflow.timetables.interval import CronDataIntervalTimetable
 
+from moesif_segment_sync.airflow import stage
+
+MOESIF_CONN_ID = "moesif_default"
+SEGMENT_CONN_ID = "segment_default"
+AUDIT_CONN_ID = "moesif_segment_audit"  # optional: SQLite under AIRFLOW_HOME without it
+
 SCHEDULE = os.environ.get("MOESIF_SEGMENT_SCHEDULE", "0 * * * *")
 MAX_ACTIVE_RUNS = int(os.environ.get("MOESIF_SEGMENT_MAX_ACTIVE_RUNS", "1"))
 ISO_DATE_OR_DATETIME = (r"^\d{4}-\d{2}-\d{2}"
@@ -56,9 +63,9 @@ ISO_DATE_OR_DATETIME = (r"^\d{4}-\d{2}-\d{2}"
 
 def _on_failure(context):
     """Alert hook: logs, then calls MOESIF_SEGMENT_ON_FAILURE_CALLBACK if set (see README)."""
-    from moesif_segment_sync import airflow_bridge
+    from moesif_segment_sync.airflow import context as run_context
 
-    airflow_bridge.on_failure(context)
+    run_context.on_failure(context)
 
 
 def _moment_param(description: str) -> Param:
@@ -88,62 +95,43 @@ def _moment_param(description: str) -> Param:
 )
 def moesif_to_segment():
     @task
-    def extract_users():
+    @stage(audit=AUDIT_CONN_ID, moesif=MOESIF_CONN_ID, doctor=(MOESIF_CONN_ID, SEGMENT_CONN_ID))
+    def extract_users(run, sync, moesif):
         """Stage the window's users and the users of its changed companies."""
-        from moesif_segment_sync import airflow_bridge as bridge
-        from moesif_segment_sync import sync
-
-        with bridge.failing_fast():
-            run = bridge.current_run()
-            if run.params.doctor:
-                bridge.run_doctor()
-            return sync.extract_users(run, bridge.moesif_endpoint())
+        return sync.extract_users(run, moesif)
 
     @task
-    def extract_companies():
+    @stage(audit=AUDIT_CONN_ID, moesif=MOESIF_CONN_ID)
+    def extract_companies(run, sync, moesif):
         """Stage the companies changed or seen in the window."""
-        from moesif_segment_sync import airflow_bridge as bridge
-        from moesif_segment_sync import sync
-
-        with bridge.failing_fast():
-            return sync.extract_companies(bridge.current_run(), bridge.moesif_endpoint())
+        return sync.extract_companies(run, moesif)
 
     @task
-    def transform(users, companies):
+    @stage(audit=AUDIT_CONN_ID)
+    def transform(run, sync):
         """Join companies onto users and build the messages (in shards) and rejects."""
-        from moesif_segment_sync import airflow_bridge as bridge
-        from moesif_segment_sync import sync
-
-        with bridge.failing_fast():
-            return sync.transform(bridge.current_run())
+        return sync.transform(run)
 
     # Mapped: one task per shard of messages, so workers send in parallel. Every shard of
     # every run takes a slot of the segment_api pool: the send rate holds for the destination.
     @task(pool="segment_api")
-    def load(shard):
+    @stage(audit=AUDIT_CONN_ID, segment=SEGMENT_CONN_ID)
+    def load(run, sync, shard, segment):
         """Send one shard's messages that Segment lacks, writing the ledger as it goes."""
-        from moesif_segment_sync import airflow_bridge as bridge
-        from moesif_segment_sync import sync
-
-        with bridge.failing_fast():
-            run = bridge.current_run()
-            segment = None if run.params.dry_run else bridge.segment_endpoint()
-            return sync.load(run, segment, shard)
+        return sync.load(run, segment, shard)
 
     @task
-    def audit(users, companies, shards, loads):
+    @stage(audit=AUDIT_CONN_ID)
+    def audit(run, sync, users, companies, shards, loads):
         """Sum the shards, write the run record and audit.json; fail when counts do not add up."""
-        from moesif_segment_sync import airflow_bridge as bridge
-        from moesif_segment_sync import sync
-
-        with bridge.failing_fast():
-            report = sync.audit(bridge.current_run(), users, companies, list(shards), list(loads))
+        report = sync.audit(run, users, companies, list(shards), list(loads))
         return {key: report[key] for key in
                 ("considered", "sent", "would_send", "unchanged", "rejected", "batches", "status")}
 
     users = extract_users()
     companies = extract_companies()
-    shards = transform(users, companies)
+    shards = transform()
+    [users, companies] >> shards
     loads = load.expand(shard=shards)
     audit(users, companies, shards, loads)
 

@@ -22,9 +22,10 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, StreamingResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from moesif_segment_sync import airflow_bridge, history
-from moesif_segment_sync.audit import AuditStore, RunKey
+from moesif_segment_sync.airflow import context as airflow_context
 from moesif_segment_sync.settings import load_settings
+from moesif_segment_sync.store import history
+from moesif_segment_sync.store.audit import AuditStore, RunKey
 
 PREFIX = "/segment-sync"
 DAG_ID = "moesif_to_segment"
@@ -42,7 +43,7 @@ templates = Environment(
 
 
 def store() -> Iterator[AuditStore]:
-    audit = AuditStore(airflow_bridge.audit_url())
+    audit = AuditStore(airflow_context.audit_url())
     try:
         yield audit
     finally:
@@ -94,7 +95,7 @@ def export(run_id: str, what: Literal["rejects", "messages"], fmt: Literal["csv"
         rows = history.list_rejects(audit, RunKey(dag_id, run_id), limit=10**9).rejects
         columns = history.REJECT_COLUMNS
     else:
-        root = airflow_bridge.staging_root(load_settings().staging_root)
+        root = airflow_context.staging_root(load_settings().staging_root)
         rows = history.sent_messages(detail, root)
         columns = history.MESSAGE_COLUMNS
     body = history.to_csv(rows, columns) if fmt == "csv" else history.to_jsonl(rows)

@@ -14,8 +14,8 @@ import time
 
 import orjson
 
-from moesif_segment_sync.audit import AuditStore, RunKey
-from moesif_segment_sync.staging import Staging, messages_file
+from moesif_segment_sync.pipeline.staging import Staging, messages_file
+from moesif_segment_sync.store.audit import AuditStore, RunKey
 
 from .environment import (
     DEMO_WINDOW,

@@ -11,9 +11,9 @@ from pathlib import Path
 import orjson
 import pytest
 
-from moesif_segment_sync import staging
-from moesif_segment_sync.audit import AuditStore, BatchEntry, RunKey
-from moesif_segment_sync.staging import Staging
+from moesif_segment_sync.pipeline import staging
+from moesif_segment_sync.pipeline.staging import Staging
+from moesif_segment_sync.store.audit import AuditStore, BatchEntry, RunKey
 
 DAG_ID = "moesif_to_segment"
 SCHEDULED = "scheduled__2026-11-25T01:00:00+00:00"

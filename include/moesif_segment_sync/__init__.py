@@ -1,7 +1,11 @@
 """Keep Segment's user profiles in step with Moesif.
 
-The package is plain Python: it knows nothing of Airflow except in
-``airflow_bridge``. The DAG in ``dags/moesif_to_segment.py`` wires it up.
+Rooms follow the flow: ``moesif`` (the source), ``pipeline`` (extract, mapping, transform,
+plan, staging), ``segment`` (the destination), ``store`` (the audit and its history),
+``ops`` (CLI, doctor), around a small kernel (``errors``, ``settings``, ``window``,
+``retry``, ``codec``, ``chunking``). ``sync`` holds the stage functions the DAG calls, and
+only the ``airflow`` room imports Airflow. The DAG in ``dags/moesif_to_segment.py`` wires
+it up.
 """
 
 DISTRIBUTION = "moesif-segment-sync"

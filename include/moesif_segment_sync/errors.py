@@ -56,3 +56,11 @@ class AccountingError(SyncError):
 
 class RejectThresholdError(SyncError):
     """Too large a share of a run's users was rejected: the source data needs a look."""
+
+
+def redact(text: str, *secrets: str) -> str:
+    """``text`` with every secret replaced, for error messages that quote a server."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text

@@ -1,11 +1,13 @@
 """Tunable settings, read from ``MOESIF_SEGMENT_*`` environment variables.
 
-Secrets are not settings: keys live in Airflow connections (see
-``airflow_bridge``). Every setting has a default that suits the embedded
+Secrets are not settings: keys live in Airflow connections (read in
+the ``airflow`` room). Every setting has a default that suits the embedded
 set-up; a bad value fails fast with the variable's name in the message.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass, field
 
 from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -94,3 +96,11 @@ def load_settings(**overrides: object) -> SyncSettings:
             field = str(err["loc"][0]) if err["loc"] else "settings"
             problems.append(f"{ENV_PREFIX}{field.upper()}: {err['msg']}")
         raise ConfigError("invalid setting: " + "; ".join(problems)) from None
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where an API is and the secret it takes (from an Airflow connection)."""
+
+    url: str
+    secret: str = field(repr=False)

@@ -17,30 +17,18 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from . import plan, staging
-from .audit import AuditStore, BatchEntry, RunKey, check_accounting, now
+from . import codec
+from .codec import format_utc
 from .errors import AccountingError, RejectThresholdError, SyncError
-from .extract import extract_companies as _extract_companies
-from .extract import extract_users as _extract_users
-from .fields import FieldNames
-from .mapping import TraitPolicy
-from .moesif import MoesifClient
+from .moesif import FieldNames, MoesifClient
+from .pipeline import Staging, TraitPolicy, extract, plan, staging
+from .pipeline import transform as transforming
 from .segment import Batch, RateLimiter, SegmentSender, pack
-from .settings import SyncSettings
-from .staging import Staging
-from .transform import transform as _transform
-from .values import format_utc
+from .settings import Endpoint, SyncSettings
+from .store import AuditStore, BatchEntry, RunKey, check_accounting, now
 from .window import RunParams, Window
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    """Where an API is and the secret it takes (from an Airflow connection)."""
-
-    url: str
-    secret: str = field(repr=False)
 
 
 @dataclass(frozen=True)
@@ -93,7 +81,7 @@ def _moesif(run: Run, moesif: Endpoint) -> MoesifClient:
 @_stage
 def extract_users(run: Run, moesif: Endpoint) -> dict:
     with _moesif(run, moesif) as client:
-        return _extract_users(client, run.staging(), run.window,
+        return extract.extract_users(client, run.staging(), run.window,
                               full_refresh=run.params.full_refresh,
                               id_chunk_size=run.settings.id_chunk_size,
                               hash_fields=run.settings.hash_fields)
@@ -102,7 +90,7 @@ def extract_users(run: Run, moesif: Endpoint) -> dict:
 @_stage
 def extract_companies(run: Run, moesif: Endpoint) -> dict:
     with _moesif(run, moesif) as client:
-        return _extract_companies(client, run.staging(), run.window,
+        return extract.extract_companies(client, run.staging(), run.window,
                                   full_refresh=run.params.full_refresh)
 
 
@@ -114,7 +102,7 @@ def transform(run: Run) -> list[dict]:
 
 @_stage
 def _transform_all(run: Run) -> dict:
-    return _transform(run.staging(), default_timestamp=format_utc(run.window.end),
+    return transforming.transform(run.staging(), default_timestamp=format_utc(run.window.end),
                       chunk_size=run.settings.chunk_size, shard_size=run.settings.shard_size,
                       workers=run.settings.transform_workers,
                       fields=FieldNames.from_overrides(run.settings.field_names),
@@ -374,14 +362,14 @@ def _params(params: RunParams) -> dict:
 
 def _reject_rows(stage: Staging):  # noqa: ANN202 - a generator of dicts
     for number, line in enumerate(stage.lines(staging.REJECTS), start=1):
-        reject, _ = staging.loads(line)
+        reject, _ = codec.loads(line)
         yield {
             "entity": reject["entity"],
             "entity_id": reject["id"],
             "kind": reject["kind"],
             "reason": reject["reason"],
             "raw_location": f"{stage.url(staging.REJECTS)}#L{number}",
-            "raw_record": staging.dumps(reject["record"], lenient=True).decode("ascii"),
+            "raw_record": codec.dumps(reject["record"], lenient=True).decode("ascii"),
         }
 
 

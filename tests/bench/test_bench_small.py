@@ -19,7 +19,7 @@ import pytest
 from bench import staged
 from bench.checks import check_identity
 from bench.config import DAG_ID
-from moesif_segment_sync.staging import Staging
+from moesif_segment_sync.pipeline.staging import Staging
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.airflow

@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from moesif_segment_sync.audit import AuditStore
+from moesif_segment_sync.store.audit import AuditStore
 from sandbox.datagen import generate
 from sandbox.environment import connection_env
 from sandbox.moesif import MoesifStandIn

@@ -23,7 +23,7 @@ import pytest
 import yaml
 from dotenv import dotenv_values
 
-from moesif_segment_sync import airflow_bridge
+from moesif_segment_sync.airflow import context as airflow_context
 from moesif_segment_sync.settings import ENV_PREFIX, SyncSettings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -107,9 +107,9 @@ def name_problem(name: str) -> str | None:
             return f"{name}: Airflow has no option [{section.lower()}] {key.lower()}"
         return None
     if name.startswith("AIRFLOW_CONN_"):
-        known = {conn_id.upper() for conn_id in (airflow_bridge.MOESIF_CONN_ID,
-                                                 airflow_bridge.SEGMENT_CONN_ID,
-                                                 airflow_bridge.AUDIT_CONN_ID)}
+        known = {conn_id.upper() for conn_id in (airflow_context.MOESIF_CONN_ID,
+                                                 airflow_context.SEGMENT_CONN_ID,
+                                                 airflow_context.AUDIT_CONN_ID)}
         return None if name[len("AIRFLOW_CONN_"):] in known else f"{name}: no such connection"
     if name.startswith(ENV_PREFIX):
         return None if name in sync_setting_names() else f"{name}: no such sync setting"
@@ -283,10 +283,11 @@ def test_env_example_names_are_all_read_and_its_connections_parse():
     problems = [problem for name in env_example_names() if (problem := name_problem(name))]
     assert problems == []
     values = dotenv_values(ENV_EXAMPLE)
-    for conn_id in (airflow_bridge.MOESIF_CONN_ID, airflow_bridge.SEGMENT_CONN_ID):
+    for api, conn_id in (("moesif", airflow_context.MOESIF_CONN_ID),
+                         ("segment", airflow_context.SEGMENT_CONN_ID)):
         connection = json.loads(values[f"AIRFLOW_CONN_{conn_id.upper()}"])
         assert connection["conn_type"] == "http"
-        assert connection["host"] == airflow_bridge.DEFAULT_HOSTS[conn_id]
+        assert connection["host"] == airflow_context.DEFAULT_HOSTS[api]
         assert connection["password"]
     assert values["AIRFLOW_JWT_SECRET"]
     # The real .env holds secrets: git and the image's build context both leave it out.

@@ -16,10 +16,12 @@ import fsspec
 import orjson
 import pytest
 
-from moesif_segment_sync import history, staging, sync
-from moesif_segment_sync.audit import AuditStore
-from moesif_segment_sync.settings import load_settings
-from moesif_segment_sync.sync import Endpoint, Run
+from moesif_segment_sync import sync
+from moesif_segment_sync.pipeline import staging
+from moesif_segment_sync.settings import Endpoint, load_settings
+from moesif_segment_sync.store import history
+from moesif_segment_sync.store.audit import AuditStore
+from moesif_segment_sync.sync import Run
 from moesif_segment_sync.window import RunParams, Window
 from sandbox.datagen import generate
 from sandbox.moesif import MoesifStandIn

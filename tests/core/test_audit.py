@@ -7,7 +7,8 @@ from datetime import UTC, datetime
 import pytest
 import sqlalchemy as sa
 
-from moesif_segment_sync.audit import (
+from moesif_segment_sync.errors import AccountingError, ConfigError, SyncError
+from moesif_segment_sync.store.audit import (
     SCHEMA_VERSION,
     AuditStore,
     BatchEntry,
@@ -16,7 +17,6 @@ from moesif_segment_sync.audit import (
     schema_version,
     user_state,
 )
-from moesif_segment_sync.errors import AccountingError, ConfigError, SyncError
 
 KEY = RunKey("moesif_to_segment", "scheduled__2026-11-25T01:00:00+00:00")
 

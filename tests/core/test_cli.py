@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from moesif_segment_sync.cli import main
+from moesif_segment_sync.ops.cli import main
 from tests.history_seed import BACKFILL, MANUAL, SCHEDULED, SCHEDULED_ROW, seed
 
 

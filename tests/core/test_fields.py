@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from moesif_segment_sync.errors import ConfigError
-from moesif_segment_sync.fields import FieldNames
+from moesif_segment_sync.moesif.fields import FieldNames
 from moesif_segment_sync.settings import load_settings
 
 

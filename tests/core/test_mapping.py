@@ -6,7 +6,7 @@ import orjson
 import pytest
 
 import moesif_segment_sync
-from moesif_segment_sync.mapping import (
+from moesif_segment_sync.pipeline.mapping import (
     Identify,
     Rejected,
     RejectKind,
@@ -14,7 +14,7 @@ from moesif_segment_sync.mapping import (
     company_traits,
     identify,
 )
-from moesif_segment_sync.models import IdentifyMessage
+from moesif_segment_sync.pipeline.models import IdentifyMessage
 
 WINDOW_END = "2026-11-25T01:00:00.000Z"
 LIBRARY = {"name": "moesif-segment-sync", "version": moesif_segment_sync.__version__}

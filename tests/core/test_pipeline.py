@@ -8,16 +8,18 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 
-from moesif_segment_sync import history, staging, sync, transform
-from moesif_segment_sync.audit import AuditStore, BatchEntry, RunKey
+from moesif_segment_sync import sync
 from moesif_segment_sync.errors import (
     AccountingError,
     RejectThresholdError,
     SegmentError,
     SyncError,
 )
-from moesif_segment_sync.settings import load_settings
-from moesif_segment_sync.sync import Endpoint, Run
+from moesif_segment_sync.pipeline import staging, transform
+from moesif_segment_sync.settings import Endpoint, load_settings
+from moesif_segment_sync.store import history
+from moesif_segment_sync.store.audit import AuditStore, BatchEntry, RunKey
+from moesif_segment_sync.sync import Run
 from moesif_segment_sync.window import RunParams, Window
 from sandbox.datagen import generate
 from sandbox.moesif import MoesifStandIn

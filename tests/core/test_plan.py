@@ -5,8 +5,8 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from moesif_segment_sync import plan, staging
-from moesif_segment_sync.staging import Staging
+from moesif_segment_sync.pipeline import plan, staging
+from moesif_segment_sync.pipeline.staging import Staging
 
 TRANSFORM = {"transform_id": "t-1", "force": False, "dry_run": False}
 

@@ -9,9 +9,10 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 
-from moesif_segment_sync import staging, sync
-from moesif_segment_sync.settings import load_settings
-from moesif_segment_sync.sync import Endpoint, Run
+from moesif_segment_sync import sync
+from moesif_segment_sync.pipeline import staging
+from moesif_segment_sync.settings import Endpoint, load_settings
+from moesif_segment_sync.sync import Run
 from moesif_segment_sync.window import RunParams, Window
 from sandbox.moesif import MoesifStandIn
 from sandbox.segment import SegmentStandIn

@@ -13,9 +13,9 @@ from datetime import UTC, datetime
 import pytest
 
 from moesif_segment_sync import sync
-from moesif_segment_sync.audit import AuditStore
-from moesif_segment_sync.settings import load_settings
-from moesif_segment_sync.sync import Endpoint, Run
+from moesif_segment_sync.settings import Endpoint, load_settings
+from moesif_segment_sync.store.audit import AuditStore
+from moesif_segment_sync.sync import Run
 from moesif_segment_sync.window import RunParams, Window
 from sandbox.datagen import generate
 from sandbox.moesif import MoesifStandIn
@@ -32,7 +32,8 @@ LOAD_SCRIPT = """
 import json, sys
 from moesif_segment_sync import sync
 from moesif_segment_sync.settings import load_settings
-from moesif_segment_sync.sync import Endpoint, Run
+from moesif_segment_sync.settings import Endpoint
+from moesif_segment_sync.sync import Run
 from moesif_segment_sync.window import RunParams, Window
 from datetime import datetime
 args = json.loads(sys.argv[1])

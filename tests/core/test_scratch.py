@@ -5,7 +5,7 @@ import tempfile
 import pytest
 
 from moesif_segment_sync.errors import ScratchError
-from moesif_segment_sync.scratch import Scratch
+from moesif_segment_sync.pipeline.scratch import Scratch
 
 
 def test_the_first_company_staged_with_an_id_wins():

@@ -11,8 +11,10 @@ import os
 
 import pytest
 
+from moesif_segment_sync.chunking import chunks
+from moesif_segment_sync.codec import loads
 from moesif_segment_sync.errors import StagingError
-from moesif_segment_sync.staging import BLOCK_BYTES, Staging, chunks, loads
+from moesif_segment_sync.pipeline.staging import BLOCK_BYTES, Staging
 
 ODD = [
     {"user_id": "u1", "metadata": {"nested": {"deep": [1, 2.5, None, True]}}},

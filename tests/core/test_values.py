@@ -6,7 +6,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from moesif_segment_sync.values import BadValue, compact, first_present, is_absent, to_timestamp
+from moesif_segment_sync.pipeline.values import (
+    BadValue,
+    compact,
+    first_present,
+    is_absent,
+    to_timestamp,
+)
 
 # ---------------------------------------------------------------- timestamps
 
@@ -92,7 +98,7 @@ def _via_datetime(value):
     import re
     from datetime import UTC, datetime, timedelta
 
-    from moesif_segment_sync.values import format_utc
+    from moesif_segment_sync.codec import format_utc
 
     if isinstance(value, str):
         match = re.match(r"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(\d+))?(Z|[+-]\d{2}:\d{2})?\Z",

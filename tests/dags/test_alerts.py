@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from airflow.dag_processing.dagbag import DagBag
 
-from moesif_segment_sync.audit import AuditStore
+from moesif_segment_sync.store.audit import AuditStore
 from sandbox.datagen import generate
 from sandbox.environment import DATA_SPAN, DEMO_WINDOW, stand_ins
 from tests.conftest import REPO

@@ -13,7 +13,7 @@ import pytest
 from airflow.dag_processing.dagbag import DagBag
 
 from moesif_segment_sync import __version__
-from moesif_segment_sync.audit import AuditStore, RunKey
+from moesif_segment_sync.store.audit import AuditStore, RunKey
 from sandbox.datagen import Dataset, generate
 from sandbox.environment import DATA_SPAN, DEMO_WINDOW, connection_env, stand_ins
 from sandbox.moesif import MoesifStandIn

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 from airflow.dag_processing.dagbag import DagBag
 
-from moesif_segment_sync.audit import AuditStore
+from moesif_segment_sync.store.audit import AuditStore
 from sandbox.environment import (
     REPO,
     airflow,

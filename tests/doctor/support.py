@@ -6,7 +6,7 @@ from __future__ import annotations
 import io
 import json
 
-from moesif_segment_sync.cli import main
+from moesif_segment_sync.ops.cli import main
 from sandbox.moesif import MoesifStandIn
 from sandbox.segment import SegmentStandIn
 

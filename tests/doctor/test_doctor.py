@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from moesif_segment_sync import doctor
+from moesif_segment_sync.ops import doctor
 from moesif_segment_sync.settings import load_settings
 from sandbox.environment import connection_env
 from sandbox.moesif import MoesifStandIn

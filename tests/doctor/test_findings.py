@@ -6,9 +6,10 @@ import json
 
 import pytest
 
-from moesif_segment_sync import doctor, fields
-from moesif_segment_sync.doctor import Finding, Report, Status
-from moesif_segment_sync.fields import AS_INFERRED
+from moesif_segment_sync.moesif import fields
+from moesif_segment_sync.moesif.fields import AS_INFERRED
+from moesif_segment_sync.ops import doctor
+from moesif_segment_sync.ops.doctor import Finding, Report, Status
 
 
 def test_what_each_field_feeds_covers_exactly_the_fields_the_models_read():

@@ -13,7 +13,7 @@ import tempfile
 import pytest
 from hypothesis.configuration import set_hypothesis_home_dir
 
-from moesif_segment_sync import audit
+from moesif_segment_sync.store import audit
 from tests.reliability.support import FakeTime, on_fake_time
 
 # Hypothesis keeps caches in ./.hypothesis; keep them out of the repository.

@@ -11,11 +11,12 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from moesif_segment_sync import staging, sync
+from moesif_segment_sync import sync
 from moesif_segment_sync.moesif import MoesifClient
+from moesif_segment_sync.pipeline import staging
 from moesif_segment_sync.segment import SegmentSender
-from moesif_segment_sync.settings import load_settings
-from moesif_segment_sync.sync import Endpoint, Run
+from moesif_segment_sync.settings import Endpoint, load_settings
+from moesif_segment_sync.sync import Run
 from moesif_segment_sync.window import RunParams, Window
 
 DAG_ID = "moesif_to_segment"

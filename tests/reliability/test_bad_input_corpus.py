@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 
-from moesif_segment_sync import staging
-from moesif_segment_sync.audit import AuditStore
+from moesif_segment_sync.pipeline import staging
+from moesif_segment_sync.store.audit import AuditStore
 from sandbox.moesif import MoesifStandIn
 from sandbox.segment import SegmentStandIn
 from tests.reliability.support import (

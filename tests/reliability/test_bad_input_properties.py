@@ -27,12 +27,12 @@ from typing import Any
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from moesif_segment_sync import staging, transform
-from moesif_segment_sync.audit import AuditStore
-from moesif_segment_sync.mapping import RejectKind
-from moesif_segment_sync.models import IdentifyMessage
+from moesif_segment_sync.pipeline import staging, transform
+from moesif_segment_sync.pipeline.mapping import RejectKind
+from moesif_segment_sync.pipeline.models import IdentifyMessage
+from moesif_segment_sync.pipeline.staging import Staging
 from moesif_segment_sync.settings import SEGMENT_MAX_MESSAGE_BYTES
-from moesif_segment_sync.staging import Staging
+from moesif_segment_sync.store.audit import AuditStore
 from sandbox.moesif import MoesifStandIn
 from sandbox.segment import SegmentStandIn
 from tests.reliability.support import (

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 
-from moesif_segment_sync.audit import AuditStore
+from moesif_segment_sync.store.audit import AuditStore
 from sandbox.moesif import MoesifStandIn
 from sandbox.segment import SegmentStandIn
 from tests.reliability.support import (

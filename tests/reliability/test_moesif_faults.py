@@ -9,8 +9,9 @@ import orjson
 import pytest
 from airflow.dag_processing.dagbag import DagBag
 
-from moesif_segment_sync import staging, sync
+from moesif_segment_sync import sync
 from moesif_segment_sync.errors import MoesifError, SyncError, TransientHTTPError
+from moesif_segment_sync.pipeline import staging
 from sandbox.environment import connection_env
 from sandbox.moesif import MoesifStandIn
 from sandbox.segment import SegmentStandIn

@@ -31,7 +31,7 @@ from airflow.dag_processing.dagbag import DagBag
 
 from moesif_segment_sync import sync
 from moesif_segment_sync.errors import MoesifError, SegmentError
-from moesif_segment_sync.sync import Endpoint
+from moesif_segment_sync.settings import Endpoint
 from sandbox.datagen import generate
 from sandbox.environment import DATA_SPAN, connection_env
 from sandbox.moesif import MoesifStandIn

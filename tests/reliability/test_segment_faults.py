@@ -8,9 +8,9 @@ import logging
 import pytest
 
 from moesif_segment_sync import sync
-from moesif_segment_sync.audit import AuditStore
 from moesif_segment_sync.errors import SegmentError
-from moesif_segment_sync.sync import Endpoint
+from moesif_segment_sync.settings import Endpoint
+from moesif_segment_sync.store.audit import AuditStore
 from sandbox.moesif import MoesifStandIn
 from sandbox.segment import SegmentStandIn
 from tests.reliability.support import (

@@ -33,7 +33,7 @@ import requests
 
 from moesif_segment_sync import sync
 from moesif_segment_sync.errors import TransientHTTPError
-from moesif_segment_sync.sync import Endpoint
+from moesif_segment_sync.settings import Endpoint
 from moesif_segment_sync.window import Window
 from sandbox._http import Fault, FaultQueue
 from sandbox.datagen import Dataset, generate

@@ -16,9 +16,9 @@ from typing import Any
 import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict
 
-from . import plan, staging
+from .. import codec
+from ..pipeline import Staging, plan, staging
 from .audit import AuditStore, RunKey, batches, rejects, runs
-from .staging import Staging
 
 MODES = ("scheduled", "backfill", "manual")
 STATUSES = ("success", "failed")
@@ -158,7 +158,7 @@ def sent_messages(detail: RunDetail, staging_root: str) -> Iterator[dict]:
     stage = Staging(staging_root, detail.dag_id, detail.run_id)
     for shard in range(detail.counts.get("shards", 1)):
         for line in _planned_lines(stage, shard):
-            yield staging.loads(line)[0]
+            yield codec.loads(line)[0]
 
 
 def _planned_lines(stage: Staging, shard: int) -> Iterator[bytes]:

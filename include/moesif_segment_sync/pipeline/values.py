@@ -6,6 +6,8 @@ import math
 import re
 from datetime import UTC, datetime, timedelta
 
+from ..codec import format_utc
+
 _EPOCH_NAIVE = datetime(1970, 1, 1)  # UTC
 # Moesif's forms: 7 fractional digits with Z, no zone (UTC), an offset.
 _ISO = re.compile(
@@ -14,13 +16,6 @@ _ISO = re.compile(
 
 class BadValue(ValueError):
     """A value that a rule cannot use; the caller drops the trait and counts a warning."""
-
-
-def format_utc(moment: datetime, millis: int | None = None) -> str:
-    """``YYYY-MM-DDTHH:MM:SS.mmmZ``; zero-padded years, unlike strftime on Linux."""
-    ms = moment.microsecond // 1000 if millis is None else millis
-    return (f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}T"
-            f"{moment.hour:02d}:{moment.minute:02d}:{moment.second:02d}.{ms:03d}Z")
 
 
 def to_timestamp(value: object) -> str:

@@ -1,7 +1,7 @@
-"""The one module that knows Airflow: connections, run context and errors.
+"""A task's run context from Airflow: the ``Run``, the connections, and Airflow's errors.
 
-Everything else in the package is plain Python. Task bodies in the DAG call
-``current_run()`` and the endpoint helpers here, then a function of ``sync``.
+Task bodies reach it through ``stage`` (the decorator the DAG uses); the CLI and the
+doctor read the same connections through the endpoint helpers here.
 """
 
 from __future__ import annotations
@@ -17,28 +17,28 @@ from airflow.sdk import BaseHook, get_current_context
 from airflow.sdk.exceptions import AirflowFailException, AirflowNotFoundException
 from airflow.sdk.log import mask_secret
 
-from .errors import (
+from ..errors import (
     AccountingError,
     ConfigError,
     MoesifError,
     RejectThresholdError,
     SegmentError,
 )
-from .settings import load_settings
-from .sync import Endpoint, Run
-from .window import RunParams, resolve_window
+from ..settings import Endpoint, load_settings
+from ..sync import Run
+from ..window import RunParams, resolve_window
 
 log = logging.getLogger(__name__)
 
 MOESIF_CONN_ID = "moesif_default"
 SEGMENT_CONN_ID = "segment_default"
 AUDIT_CONN_ID = "moesif_segment_audit"
-DEFAULT_HOSTS = {MOESIF_CONN_ID: "https://api.moesif.com", SEGMENT_CONN_ID: "https://api.segment.io"}
+DEFAULT_HOSTS = {"moesif": "https://api.moesif.com", "segment": "https://api.segment.io"}
 _EXAMPLES = {
-    MOESIF_CONN_ID: '{"conn_type": "http", "host": "https://api.moesif.com", '
-                    '"password": "<Management API key>"}',
-    SEGMENT_CONN_ID: '{"conn_type": "http", "host": "https://api.segment.io", '
-                     '"password": "<source write key>"}',
+    "moesif": '{"conn_type": "http", "host": "https://api.moesif.com", '
+              '"password": "<Management API key>"}',
+    "segment": '{"conn_type": "http", "host": "https://api.segment.io", '
+               '"password": "<source write key>"}',
 }
 
 
@@ -67,19 +67,19 @@ def _find_connection(conn_id: str):  # noqa: ANN202 - an Airflow Connection or N
         return None
 
 
-def _connection(conn_id: str):  # noqa: ANN202 - an Airflow Connection
+def _connection(conn_id: str, api: str):  # noqa: ANN202 - an Airflow Connection
     conn = _find_connection(conn_id)
     if conn is None:
         raise ConfigError(
             f"Airflow connection {conn_id!r} is not set: add it under Admin > Connections, or "
-            f"export AIRFLOW_CONN_{conn_id.upper()}='{_EXAMPLES[conn_id]}'")
+            f"export AIRFLOW_CONN_{conn_id.upper()}='{_EXAMPLES[api]}'")
     return conn
 
 
-def _base_url(conn, conn_id: str) -> str:  # noqa: ANN001
+def _base_url(conn, api: str) -> str:  # noqa: ANN001
     host = (conn.host or "").strip()
     if not host:
-        return DEFAULT_HOSTS[conn_id]
+        return DEFAULT_HOSTS[api]
     if "://" not in host:
         scheme = conn.schema if conn.schema in ("http", "https") else "https"
         host = f"{scheme}://{host}"
@@ -88,28 +88,28 @@ def _base_url(conn, conn_id: str) -> str:  # noqa: ANN001
     return host.rstrip("/")
 
 
-def moesif_endpoint() -> Endpoint:
-    conn = _connection(MOESIF_CONN_ID)
+def moesif_endpoint(conn_id: str = MOESIF_CONN_ID) -> Endpoint:
+    conn = _connection(conn_id, "moesif")
     if not conn.password:
-        raise ConfigError(f"Airflow connection {MOESIF_CONN_ID!r} has no password: set it to the "
+        raise ConfigError(f"Airflow connection {conn_id!r} has no password: set it to the "
                           "Moesif Management API key (scopes read:users and read:companies)")
     mask_secret(conn.password)
-    return Endpoint(_base_url(conn, MOESIF_CONN_ID), conn.password)
+    return Endpoint(_base_url(conn, "moesif"), conn.password)
 
 
-def segment_endpoint() -> Endpoint:
-    conn = _connection(SEGMENT_CONN_ID)
+def segment_endpoint(conn_id: str = SEGMENT_CONN_ID) -> Endpoint:
+    conn = _connection(conn_id, "segment")
     key = conn.password or (conn.extra_dejson or {}).get("write_key")
     if not key:
-        raise ConfigError(f"Airflow connection {SEGMENT_CONN_ID!r} has no write key: set its "
+        raise ConfigError(f"Airflow connection {conn_id!r} has no write key: set its "
                           "password (or extra write_key) to the Segment source's write key")
     mask_secret(key)
-    return Endpoint(_base_url(conn, SEGMENT_CONN_ID), key)
+    return Endpoint(_base_url(conn, "segment"), key)
 
 
-def audit_url() -> str:
+def audit_url(conn_id: str = AUDIT_CONN_ID) -> str:
     """The audit store's SQLAlchemy URL: the optional connection, else SQLite in AIRFLOW_HOME."""
-    conn = _find_connection(AUDIT_CONN_ID)
+    conn = _find_connection(conn_id)
     if conn is None:
         return f"sqlite:///{airflow_home() / 'moesif_segment_audit.db'}"
     extra = conn.extra_dejson or {}
@@ -126,7 +126,7 @@ def staging_root(configured: str) -> str:
     return configured or (airflow_home() / "moesif_segment_staging").as_uri()
 
 
-def current_run() -> Run:
+def current_run(audit_conn_id: str = AUDIT_CONN_ID) -> Run:
     """The ``Run`` of the task being executed, from Airflow's context."""
     context = get_current_context()
     dag_run = context["dag_run"]
@@ -138,15 +138,18 @@ def current_run() -> Run:
     run_type = getattr(dag_run.run_type, "value", dag_run.run_type)
     return Run(dag_id=dag_run.dag_id, run_id=dag_run.run_id, mode=str(run_type),
                window=window, params=params, settings=settings,
-               staging_root=staging_root(settings.staging_root), audit_url=audit_url())
+               staging_root=staging_root(settings.staging_root),
+               audit_url=audit_url(audit_conn_id))
 
 
-def run_doctor() -> None:
+def run_doctor(moesif_conn_id: str = MOESIF_CONN_ID,
+               segment_conn_id: str = SEGMENT_CONN_ID) -> None:
     """The doctor's checks (without --send-test) as the run's first step: its report goes to
     the task log, and a failing check fails the run before anything is extracted."""
-    from . import doctor
+    from ..ops import doctor
 
-    report = doctor.run(resolve_moesif=moesif_endpoint, resolve_segment=segment_endpoint)
+    report = doctor.run(resolve_moesif=lambda: moesif_endpoint(moesif_conn_id),
+                        resolve_segment=lambda: segment_endpoint(segment_conn_id))
     log.info("doctor\n%s", doctor.render_text(report))
     failing = [f.check for f in report.findings if f.status is doctor.Status.FAIL]
     if failing:

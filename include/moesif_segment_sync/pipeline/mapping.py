@@ -18,10 +18,10 @@ from typing import Any, TypeVar
 import orjson
 from pydantic import BaseModel, ValidationError
 
-from . import DISTRIBUTION, __version__
+from .. import DISTRIBUTION, __version__
+from ..settings import SEGMENT_MAX_MESSAGE_BYTES
 from .models import MoesifCompany, MoesifUser
 from .privacy import allowed_traits
-from .settings import SEGMENT_MAX_MESSAGE_BYTES
 from .values import BadValue, compact, first_present, is_absent, to_timestamp, trimmed
 
 LIBRARY = {"name": DISTRIBUTION, "version": __version__}

@@ -1,8 +1,6 @@
-"""Moesif Management API: the search queries this sync needs, and a client that pages them.
+"""Moesif Management API: a client for the search endpoints, with retries and errors.
 
-Paging is its own small object (``SearchAfterPaginator``): it knows the sort
-and how to ask for the next page, and nothing about HTTP or about what is
-done with the records.
+What it asks is in ``queries``, how it pages in ``paging``.
 """
 
 from __future__ import annotations
@@ -12,97 +10,28 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import orjson
 import requests
 import tenacity
 
-from . import staging
-from .errors import MoesifError, TransientHTTPError
-from .retry import build_retrying, parse_retry_after
-from .settings import SyncSettings
-from .values import format_utc
+from ..codec import loads
+from ..errors import MoesifError, TransientHTTPError, redact
+from ..retry import build_retrying, transient_error
+from ..settings import SyncSettings
+from .paging import Page, SearchAfterPaginator
 
 log = logging.getLogger(__name__)
 
 Entity = Literal["users", "companies"]
 
 SEARCH_PATH = "/v1/search/~/search/{entity}"
-TIME_FIELDS = ("modified_time", "last_seen_time")
-# Moesif documents 502/503 as transient; 504 is a gateway's too.
-RETRYABLE_STATUSES = frozenset({502, 503, 504})
 _HINTS = {
     401: "check the key and its read:users / read:companies scopes",
     402: "the Moesif subscription is inactive; reactivate it in Moesif's billing settings",
 }
-
-
-# ---------------------------------------------------------------- queries
-
-def _iso(moment: datetime) -> str:
-    return format_utc(moment)
-
-
-def _in_window(start: datetime, end: datetime) -> list[dict]:
-    bounds = {"gte": _iso(start), "lt": _iso(end)}
-    return [{"range": {name: dict(bounds)}} for name in TIME_FIELDS]
-
-
-def changed_in_window(start: datetime, end: datetime) -> dict:
-    """Records whose profile changed or that were seen in ``[start, end)``."""
-    return {"bool": {"should": _in_window(start, end), "minimum_should_match": 1}}
-
-
-def members_of(company_ids: list[str], *, not_changed_in: tuple[datetime, datetime] | None
-               = None) -> dict:
-    """Users of these companies; optionally only those not already matched by the window."""
-    query: dict[str, Any] = {"bool": {"filter": [{"terms": {"company_id.raw": company_ids}}]}}
-    if not_changed_in is not None:
-        query["bool"]["must_not"] = _in_window(*not_changed_in)
-    return query
-
-
-def companies_by_id(company_ids: list[str]) -> dict:
-    return {"bool": {"filter": [{"terms": {"company_id.raw": company_ids}}]}}
-
-
-def everything() -> dict:
-    return {"match_all": {}}
-
-
-# ---------------------------------------------------------------- paging
-
-@dataclass
-class SearchAfterPaginator:
-    """``size`` + ``sort`` + ``search_after`` paging, never offsets.
-
-    The sort ends in the unique ``_id`` so that ties on ``modified_time`` at a
-    page boundary neither repeat nor lose records.
-    """
-
-    size: int
-    sort_field: str = "modified_time"
-    search_after: list | None = field(default=None, init=False)
-    done: bool = field(default=False, init=False)
-
-    def body(self, query: dict) -> dict:
-        body = {
-            "size": self.size,
-            "query": query,
-            "sort": [{self.sort_field: {"order": "asc"}}, {"_id": {"order": "asc"}}],
-        }
-        if self.search_after is not None:
-            body["search_after"] = self.search_after
-        return body
-
-    def advance(self, hits: list) -> None:
-        if len(hits) < self.size or not isinstance(hits[-1], dict) or "sort" not in hits[-1]:
-            self.done = True
-        else:
-            self.search_after = hits[-1]["sort"]
 
 
 @dataclass(frozen=True)
@@ -115,17 +44,6 @@ class _PageRequest:
     def where(self) -> str:
         return f"POST {self.path} page {self.page_no}"
 
-
-@dataclass(frozen=True)
-class Page:
-    hits: list
-    total: int | None
-    # True when only the standard library could parse the page (NaN, huge
-    # integers): its records must be written back the same way to stay lossless.
-    lenient_json: bool
-
-
-# ---------------------------------------------------------------- the client
 
 class MoesifClient:
     """A thin client for the search endpoints: retries, errors, progress."""
@@ -241,20 +159,18 @@ class MoesifClient:
 
     def _raise_for_status(self, response: requests.Response, where: str) -> None:
         """Retryable answers as ``TransientHTTPError``, other errors as ``MoesifError``."""
-        if response.status_code == 429:
-            raise TransientHTTPError(f"Moesif answered 429 (rate limited) on {where}", status=429,
-                                     retry_after=parse_retry_after(
-                                         response.headers.get("Retry-After")))
-        if response.status_code in RETRYABLE_STATUSES:
-            raise TransientHTTPError(f"Moesif answered {response.status_code} on {where}",
-                                     status=response.status_code)
-        if response.status_code != 200:
-            raise MoesifError(response.status_code, self._message(response), endpoint=where,
-                              hint=_HINTS.get(response.status_code, ""))
+        if response.status_code == 200:
+            return
+        transient = transient_error("moesif", response.status_code,
+                                    response.headers.get("Retry-After"), f"on {where}")
+        if transient is not None:
+            raise transient
+        raise MoesifError(response.status_code, self._message(response), endpoint=where,
+                          hint=_HINTS.get(response.status_code, ""))
 
     def _page(self, content: bytes, where: str) -> Page:
         try:
-            document, lenient = staging.loads(content)
+            document, lenient = loads(content)
         except (ValueError, RecursionError) as exc:
             raise TransientHTTPError(f"Moesif answered a page that is not JSON on {where} "
                                      f"({type(exc).__name__}: {str(exc)[:100]})") from None
@@ -273,11 +189,3 @@ class MoesifClient:
         except ValueError:
             text = response.text
         return redact(str(text)[:500], self._key)
-
-
-def redact(text: str, *secrets: str) -> str:
-    """``text`` with every secret replaced, for error messages that quote a server."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
-    return text

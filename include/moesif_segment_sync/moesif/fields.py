@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 INFERRED: dict[str, tuple[str, ...]] = {
     "users": ("created", "clearbit", "last_24h_agg_results"),

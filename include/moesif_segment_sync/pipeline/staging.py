@@ -11,18 +11,17 @@ the same URLs as Airflow's ``ObjectStoragePath``.
 from __future__ import annotations
 
 import json
-import re
 import uuid
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from itertools import islice
-from typing import IO, Any, TypeVar
+from typing import IO, Any
 
 import fsspec
 import orjson
 
-from .errors import StagingError
+from .. import codec
+from ..errors import StagingError
 
 USERS = "users.jsonl.gz"                      # users changed or seen in the window
 USERS_VIA_COMPANY = "users_via_company.jsonl.gz"  # users of companies changed in it
@@ -30,8 +29,6 @@ COMPANIES = "companies.jsonl.gz"              # companies changed or seen in the
 USER_COMPANIES = "user_companies.jsonl.gz"    # other companies the users belong to
 REJECTS = "rejects.jsonl.gz"                  # rejected records, whole, with reasons
 AUDIT = "audit.json"
-
-T = TypeVar("T")
 
 # Lines are handed to the compressor in blocks of about this many bytes: one zlib call
 # per block instead of one GzipFile.write per line.
@@ -67,39 +64,6 @@ def to_send_file(shard: int) -> str:
 def plan_file(shard: int) -> str:
     """What the shard's load decided to send, and why."""
     return f"load_plan-{shard:05d}.json"
-
-
-def dumps(value: Any, *, lenient: bool = False) -> bytes:
-    """One JSON line. ``lenient`` values (NaN, huge ints, lone surrogates) go through
-    the standard library, which writes them in a form it reads back identically."""
-    if not lenient:
-        try:
-            return orjson.dumps(value)
-        except (orjson.JSONEncodeError, TypeError):
-            pass
-    return json.dumps(value, separators=(",", ":")).encode("ascii")
-
-
-# An integer literal of 20 digits or more may not fit 64 bits, and orjson reads those as
-# floats, losing digits; the standard library keeps them exact.
-_BIG_INTEGER = re.compile(rb"(?<![\d.eE])-?\d{20,}(?![\d.eE])")
-# The regex costs more than orjson's parse; this test, 20 times cheaper, rules it out first.
-_DIGITS_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
-_TWENTY_ZEROS = b"0" * 20
-
-
-def loads(line: bytes) -> tuple[Any, bool]:
-    """A JSON document and whether only the lenient parser could read it exactly.
-
-    Raises ``ValueError`` for what is not JSON, and ``RecursionError`` for JSON nested
-    deeper than Python can parse.
-    """
-    if _TWENTY_ZEROS not in line.translate(_DIGITS_AS_ZERO) or _BIG_INTEGER.search(line) is None:
-        try:
-            return orjson.loads(line), False
-        except orjson.JSONDecodeError:
-            pass
-    return json.loads(line), True
 
 
 class Staging:
@@ -227,7 +191,7 @@ class JsonLinesWriter:
             self._compress()
 
     def write(self, value: Any, *, lenient: bool = False) -> None:
-        self.write_line(dumps(value, lenient=lenient))
+        self.write_line(codec.dumps(value, lenient=lenient))
 
     def _compress(self) -> None:
         self._pending.append(b"")  # the last line's newline
@@ -262,15 +226,6 @@ def _gunzip(raw: IO[bytes]) -> Iterator[bytes]:
         yield inflate.flush()
         if not inflate.eof:
             raise EOFError("Compressed file ended before the end-of-stream marker was reached")
-
-
-def chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
-    """Items in lists of at most ``size``: staged lines for the transform and the load, ids
-    for Moesif ``terms`` lookups and the audit store's ``IN`` lists (``itertools.batched``
-    once the project is on Python 3.12)."""
-    remaining = iter(items)
-    while chunk := list(islice(remaining, size)):
-        yield chunk
 
 
 def _safe(part: str) -> str:

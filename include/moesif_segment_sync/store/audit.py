@@ -17,8 +17,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
-from .errors import AccountingError, ConfigError, SyncError
-from .staging import chunks
+from ..chunking import chunks
+from ..errors import AccountingError, ConfigError, SyncError
 
 SCHEMA_VERSION = 1
 

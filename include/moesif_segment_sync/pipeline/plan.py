@@ -22,6 +22,7 @@ from typing import TypeVar
 
 import orjson
 
+from ..chunking import chunks
 from . import staging
 from .staging import Staging
 
@@ -65,7 +66,7 @@ def make(heads: Iterable[bytes], accepted: Callable[[list[str]], dict[str, str]]
     to the messageId Segment last accepted for each (those it has); ``None`` skips nothing."""
     ranges: list[list[int]] = []
     number = 0
-    for chunk in staging.chunks(heads, _CHUNK):
+    for chunk in chunks(heads, _CHUNK):
         start = number
         number += len(chunk)
         if accepted is None:

@@ -14,10 +14,12 @@ from contextlib import closing
 
 import orjson
 
-from . import moesif, privacy, staging
-from .moesif import MoesifClient
+from .. import codec, moesif
+from ..chunking import chunks
+from ..moesif import MoesifClient
+from ..window import Window
+from . import privacy, staging
 from .staging import JsonLinesWriter, Staging
-from .window import Window
 
 
 def extract_companies(client: MoesifClient, stage: Staging, window: Window, *,
@@ -49,7 +51,7 @@ def extract_users(client: MoesifClient, stage: Staging, window: Window, *,
                                   label="ids changed in window"):
             _add_ids(changed_companies, page.hits, "company_id")
     with stage.writer(staging.USERS_VIA_COMPANY) as out:
-        for ids in staging.chunks(sorted(changed_companies), id_chunk_size):
+        for ids in chunks(sorted(changed_companies), id_chunk_size):
             query = moesif.members_of(ids, not_changed_in=window.bounds)
             referenced |= _copy_hits(client.search("users", query, label="of changed companies"),
                                      out, collect="company_id", hash_fields=hash_fields)
@@ -58,7 +60,7 @@ def extract_users(client: MoesifClient, stage: Staging, window: Window, *,
     # On a full refresh extract_companies stages every company already.
     missing = [] if full_refresh else sorted(referenced - changed_companies)
     with stage.writer(staging.USER_COMPANIES) as out:
-        for ids in staging.chunks(missing, id_chunk_size):
+        for ids in chunks(missing, id_chunk_size):
             _copy_hits(client.search("companies", moesif.companies_by_id(ids),
                                      label="of extracted users"), out)
     return {"users_in_window": in_window, "users_via_company": via_company,
@@ -84,14 +86,14 @@ def _copy_hits(pages: Iterator[moesif.Page], out: JsonLinesWriter, *,
 
 
 def _lines(hits: list, *, lenient: bool) -> list[bytes]:
-    """A page's hits as staged lines: what ``staging.dumps`` writes for each, with one call
+    """A page's hits as staged lines: what ``codec.dumps`` writes for each, with one call
     per page for the usual page that orjson can write whole."""
     if not lenient:
         try:
             return list(map(orjson.dumps, hits))
         except (orjson.JSONEncodeError, TypeError):
             pass
-    return [staging.dumps(hit, lenient=lenient) for hit in hits]
+    return [codec.dumps(hit, lenient=lenient) for hit in hits]
 
 
 def _add_ids(found: set[str], hits: list, field: str) -> None:

@@ -20,8 +20,8 @@ from collections.abc import Iterable, Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
 
-from .errors import ScratchError
-from .staging import chunks
+from ..chunking import chunks
+from ..errors import ScratchError
 
 # Under SQLite's default limit of 32,766 variables per statement.
 _IDS_PER_QUERY = 5000

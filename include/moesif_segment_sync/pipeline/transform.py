@@ -31,8 +31,10 @@ from typing import NamedTuple
 
 import pandas as pd
 
+from .. import codec
+from ..chunking import chunks
+from ..moesif import AS_INFERRED, FieldNames
 from . import staging
-from .fields import AS_INFERRED, FieldNames
 from .mapping import (
     ALL_TRAITS,
     Rejected,
@@ -73,8 +75,7 @@ def transform(stage: Staging, *, default_timestamp: str, chunk_size: int,
         spec = MapSpec(scratch.companies_path, default_timestamp, fields, policy)
         with ChunkMappers(spec, workers) as mappers:
             for file, route in USER_FILES.items():
-                chunks = staging.chunks(stage.lines(file), chunk_size)
-                for lines, mapped in mappers.map(file, chunks):
+                for lines, mapped in mappers.map(file, chunks(stage.lines(file), chunk_size)):
                     warnings.update(mapped.warnings)
                     considered += len(lines)
                     routes[route] += len(lines)
@@ -323,7 +324,7 @@ def _stage_companies(stage: Staging, scratch: Scratch, rejects: JsonLinesWriter,
                     rejected += 1
                     _reject(rejects, "company", traits, record, lenient, file)
                 else:
-                    yield traits["id"], staging.dumps(traits, lenient=lenient), lenient
+                    yield traits["id"], codec.dumps(traits, lenient=lenient), lenient
 
     scratch.add_companies(mapped())
     return rejected
@@ -338,7 +339,7 @@ def _joined(chunk: list[bytes], companies: Scratch | CompanyReader) -> Iterator[
         "company_id": [_company_key(record) for record, _ in parsed],
     }, dtype=object)
     companies = pd.DataFrame(
-        [(company_id, staging.loads(line)[0], lenient) for company_id, line, lenient
+        [(company_id, codec.loads(line)[0], lenient) for company_id, line, lenient
          in companies.company_lines(users["company_id"].dropna().unique())],
         columns=["company_id", "company", "company_lenient"], dtype=object)
     joined = users.merge(companies, on="company_id", how="left", sort=False)
@@ -354,7 +355,7 @@ def _joined(chunk: list[bytes], companies: Scratch | CompanyReader) -> Iterator[
 def _source(line: bytes) -> tuple[object, bool]:
     """A staged hit's ``_source``; a hit without one is itself the (bad) record."""
     try:
-        hit, lenient = staging.loads(line)
+        hit, lenient = codec.loads(line)
     except RecursionError:
         return Unreadable(line.decode("utf-8", "replace")), True
     if isinstance(hit, dict) and "_source" in hit:
@@ -374,7 +375,7 @@ def _reject(out: JsonLinesWriter, entity: str, rejected: Rejected, record: objec
 
 def _reject_line(entity: str, rejected: Rejected, record: object, lenient: bool,
                  file: str) -> bytes:
-    return staging.dumps({
+    return codec.dumps({
         "entity": entity, "id": rejected.entity_id or _id_of(record, entity),
         "kind": rejected.kind.value, "reason": rejected.reason, "file": file,
         "record": record.text if isinstance(record, Unreadable) else record}, lenient=lenient)

@@ -22,10 +22,9 @@ import sys
 from collections.abc import Iterable, Sequence
 from typing import TextIO
 
-from . import history
-from .audit import AuditStore, RunKey
-from .errors import ConfigError, SyncError
-from .window import parse_moment
+from ..errors import ConfigError, SyncError
+from ..store import AuditStore, RunKey, history
+from ..window import parse_moment
 
 DAG_ID = "moesif_to_segment"
 
@@ -49,7 +48,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
 def _default_url() -> str:
     if os.environ.get("MOESIF_SEGMENT_AUDIT_URL"):
         return os.environ["MOESIF_SEGMENT_AUDIT_URL"]
-    from .airflow_bridge import audit_url  # the DAG's own store; imports Airflow
+    from ..airflow.context import audit_url  # the DAG's own store; imports Airflow
 
     return audit_url()
 
@@ -104,8 +103,8 @@ def _positive(text: str) -> int:
 
 
 def _doctor(args: argparse.Namespace, out: TextIO) -> int:
+    from ..airflow.context import moesif_endpoint, segment_endpoint  # the DAG's own connections
     from . import doctor
-    from .airflow_bridge import moesif_endpoint, segment_endpoint  # the DAG's own connections
 
     report = doctor.run(resolve_moesif=moesif_endpoint, resolve_segment=segment_endpoint,
                         send_test=args.send_test, budget=args.budget)
