@@ -27,6 +27,7 @@ import psutil
 
 from moesif_segment_sync import sync
 from moesif_segment_sync.settings import Endpoint, load_settings
+from moesif_segment_sync.summaries import Loaded
 from moesif_segment_sync.sync import Run
 from moesif_segment_sync.window import RunParams
 
@@ -63,7 +64,7 @@ class StageSpec:
                    load_settings(**self.settings), self.staging_root, self.audit_url)
 
 
-def prepare(spec: StageSpec) -> Callable[[], dict[str, Any]]:
+def prepare(spec: StageSpec) -> Callable[[], Any]:
     """The stage as a call with no arguments; anything not to be timed happens here."""
     run = spec.run()
     moesif = Endpoint(spec.moesif_url, MOESIF_KEY)
@@ -83,12 +84,16 @@ def prepare(spec: StageSpec) -> Callable[[], dict[str, Any]]:
     raise SystemExit(f"unknown stage {spec.stage!r}")
 
 
-def load_every_shard(run: Run, segment: Endpoint, shards: list[dict[str, Any]]) -> dict[str, Any]:
+def load_every_shard(run: Run, segment: Endpoint, shards: list[dict[str, Any]]) -> Loaded:
     """Each shard's load in turn; the counts of the shards summed."""
-    loads = [sync.load(run, segment, shard) for shard in shards]
-    return {"shards": len(loads), **{name: sum(part[name] for part in loads) for name in (
-        "batches", "sent", "would_send", "resumed_batches", "attempts", "bytes", "unchanged",
-        "planned")}}
+    return Loaded.summed([sync.load(run, segment, shard) for shard in shards])
+
+
+def as_json(summary: Any) -> Any:
+    """A stage's summary (typed, or a list of them) as JSON."""
+    if isinstance(summary, list):
+        return [as_json(item) for item in summary]
+    return summary.model_dump(mode="json") if hasattr(summary, "model_dump") else summary
 
 
 class ChildrenRss:
@@ -143,7 +148,7 @@ def main(argv: list[str]) -> int:
                                        "rss_before_mb": rss_before_mb,
                                        "peak_rss_mb": peak_rss_mb(),
                                        "children_peak_rss_mb": children.peak_mb,
-                                       "summary": summary}))
+                                       "summary": as_json(summary)}))
     return 0
 
 

@@ -23,6 +23,7 @@ from fastapi.responses import HTMLResponse, StreamingResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from moesif_segment_sync.airflow import context as airflow_context
+from moesif_segment_sync.pipeline import Staging, plan
 from moesif_segment_sync.settings import load_settings
 from moesif_segment_sync.store import history
 from moesif_segment_sync.store.audit import AuditStore, RunKey
@@ -96,7 +97,8 @@ def export(run_id: str, what: Literal["rejects", "messages"], fmt: Literal["csv"
         columns = history.REJECT_COLUMNS
     else:
         root = airflow_context.staging_root(load_settings().staging_root)
-        rows = history.sent_messages(detail, root)
+        rows = plan.sent_messages(Staging(root, detail.dag_id, detail.run_id),
+                                  detail.counts.get("shards", 1))
         columns = history.MESSAGE_COLUMNS
     body = history.to_csv(rows, columns) if fmt == "csv" else history.to_jsonl(rows)
     filename = f"{run_id.replace(':', '-')}-{what}.{fmt}"

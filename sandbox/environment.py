@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import string
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -18,8 +19,12 @@ from .segment import SegmentStandIn
 
 REPO = Path(__file__).resolve().parents[1]
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))  # this virtualenv's
-MOESIF_KEY = "demo-moesif-management-key"
-WRITE_KEY = "demo-segment-write-key"
+# The dev connections, in the form `airflow connections import` reads, with ${...} where the
+# stand-ins' URLs and the audit store's go. The demo, `make airflow` and the tests load it.
+CONNECTIONS_FILE = Path(__file__).with_name("connections.json")
+_CONNECTIONS = json.loads(CONNECTIONS_FILE.read_text())
+MOESIF_KEY = _CONNECTIONS["moesif_default"]["password"]
+WRITE_KEY = _CONNECTIONS["segment_default"]["password"]
 # The demo's window, and a wider span the data is spread over so that some
 # users are outside it and some come in through a changed company.
 DEMO_WINDOW = (datetime(2026, 11, 25, 0, tzinfo=UTC), datetime(2026, 11, 25, 1, tzinfo=UTC))
@@ -38,15 +43,33 @@ def stand_ins(dataset: Dataset) -> Iterator[tuple[MoesifStandIn, SegmentStandIn]
         yield moesif, segment
 
 
-def connection_env(moesif_url: str, segment_url: str, *, moesif_key: str = MOESIF_KEY,
-                   write_key: str = WRITE_KEY) -> dict[str, str]:
-    """``AIRFLOW_CONN_*`` variables in Airflow's JSON form."""
-    return {
-        "AIRFLOW_CONN_MOESIF_DEFAULT": json.dumps(
-            {"conn_type": "http", "host": moesif_url, "password": moesif_key}),
-        "AIRFLOW_CONN_SEGMENT_DEFAULT": json.dumps(
-            {"conn_type": "http", "host": segment_url, "password": write_key}),
-    }
+def dev_connections(moesif_url: str | None = None, segment_url: str | None = None,
+                    audit_url: str | None = None, *, moesif_key: str = MOESIF_KEY,
+                    write_key: str = WRITE_KEY) -> dict[str, dict]:
+    """``connections.json`` with the URLs filled in: only the connections whose URL is given
+    (the keys, when given, replace the demo's)."""
+    urls = {"moesif_default": moesif_url, "segment_default": segment_url,
+            "moesif_segment_audit": audit_url}
+    keys = {"moesif_default": moesif_key, "segment_default": write_key}
+    filled = {}
+    for conn_id, url in urls.items():
+        if url is None:
+            continue
+        text = string.Template(json.dumps(_CONNECTIONS[conn_id])).substitute(
+            moesif_url=url, segment_url=url, audit_url=url)
+        filled[conn_id] = json.loads(text)
+        if conn_id in keys:
+            filled[conn_id]["password"] = keys[conn_id]
+    return filled
+
+
+def connection_env(moesif_url: str | None = None, segment_url: str | None = None,
+                   audit_url: str | None = None, **keys: str) -> dict[str, str]:
+    """``dev_connections`` as ``AIRFLOW_CONN_*`` variables in Airflow's JSON form."""
+    return {f"AIRFLOW_CONN_{conn_id.upper()}": json.dumps(
+        {name: value for name, value in fields.items() if name != "description"})
+        for conn_id, fields in dev_connections(moesif_url, segment_url, audit_url,
+                                               **keys).items()}
 
 
 def airflow_env(home: Path, **extra: str) -> dict[str, str]:

@@ -8,12 +8,12 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-import orjson
 import pytest
 
 from moesif_segment_sync.pipeline import staging
 from moesif_segment_sync.pipeline.staging import Staging
 from moesif_segment_sync.store.audit import AuditStore, BatchEntry, RunKey
+from sandbox.environment import connection_env
 
 DAG_ID = "moesif_to_segment"
 SCHEDULED = "scheduled__2026-11-25T01:00:00+00:00"
@@ -101,8 +101,8 @@ def history_client(airflow_home: Path, root: Path) -> Iterator:
         json.dumps({"admin": "admin"}))
     with pytest.MonkeyPatch.context() as env:
         env.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS", "admin:admin")
-        env.setenv("AIRFLOW_CONN_MOESIF_SEGMENT_AUDIT", orjson.dumps(
-            {"conn_type": "generic", "extra": {"sqlalchemy_url": url}}).decode())
+        for name, value in connection_env(audit_url=url).items():
+            env.setenv(name, value)
         env.setenv("MOESIF_SEGMENT_STAGING_ROOT", (root / "staging").as_uri())
         with TestClient(create_app()) as client:
             yield client

@@ -52,6 +52,13 @@ class RunParams:
         return cls(start, end, *(_flag(params, name)
                                  for name in ("full_refresh", "dry_run", "force", "doctor")))
 
+    def as_dict(self) -> dict:
+        """The params as the run record keeps them (JSON)."""
+        return {"start": self.start.isoformat() if self.start else None,
+                "end": self.end.isoformat() if self.end else None,
+                "full_refresh": self.full_refresh, "dry_run": self.dry_run,
+                "force": self.force, "doctor": self.doctor}
+
 
 def _flag(params: dict, name: str) -> bool:
     value = params.get(name, False)

@@ -24,9 +24,9 @@ import time
 from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit
 
-import orjson
 import pytest
 
+from sandbox.environment import connection_env
 from tests.airflow_server import DAG_ID, Airflow, standalone
 from tests.history_seed import BACKFILL, MANUAL, SCHEDULED, seed
 
@@ -145,8 +145,7 @@ def airflow(browser, tmp_path_factory):
     url = f"sqlite:///{root / 'audit.db'}"
     staging_root = (root / "staging").as_uri()
     seed(url, staging_root=staging_root)
-    connection = orjson.dumps({"conn_type": "generic", "extra": {"sqlalchemy_url": url}})
-    with standalone(root / "airflow", AIRFLOW_CONN_MOESIF_SEGMENT_AUDIT=connection.decode(),
+    with standalone(root / "airflow", **connection_env(audit_url=url),
                     MOESIF_SEGMENT_STAGING_ROOT=staging_root) as server:
         assert server.api("GET", f"/api/v2/dags/{DAG_ID}")["is_paused"], \
             "the DAG must stay paused: a run of it would write to the seeded store"

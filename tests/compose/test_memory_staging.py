@@ -17,7 +17,7 @@ import orjson
 import pytest
 
 from moesif_segment_sync import sync
-from moesif_segment_sync.pipeline import staging
+from moesif_segment_sync.pipeline import Staging, plan, staging
 from moesif_segment_sync.settings import Endpoint, load_settings
 from moesif_segment_sync.store import history
 from moesif_segment_sync.store.audit import AuditStore
@@ -116,7 +116,9 @@ def test_a_whole_run_stages_in_memory_and_nothing_on_disk(tmp_path, dataset, ser
         detail = history.run_detail(store, run.key)
     finally:
         store.close()
-    sent = sorted(message["userId"] for message in history.sent_messages(detail, memory_root))
+    stage = Staging(memory_root, detail.dag_id, detail.run_id)
+    sent = sorted(message["userId"]
+                  for message in plan.sent_messages(stage, detail.counts["shards"]))
     assert sent == expected_user_ids(dataset)
     assert orjson.loads(files[staging.AUDIT])["staging"] == record["staging"]
 

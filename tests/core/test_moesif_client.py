@@ -129,8 +129,16 @@ def test_401_fails_fast_with_the_scope_hint_and_never_the_key(sleeps):
     assert sleeps == []
 
 
-@pytest.mark.parametrize("status", [400, 402, 404])
-def test_other_4xx_fail_at_once_with_moesifs_message(sleeps, status):
+@pytest.mark.parametrize("status", [408, 502, 503, 504])
+def test_408_and_gateway_errors_are_retried(sleeps, status):
+    with MoesifStandIn([user(1, "2026-11-25T01:10:00Z")], [], api_key=KEY).start() as server:
+        server.inject(status)
+        assert user_ids(client_for(server, sleeps), moesif.everything()) == ["usr_00001"]
+    assert len(sleeps) == 1
+
+
+@pytest.mark.parametrize("status", [400, 402, 404, 500, 501])
+def test_other_4xx_and_500_fail_at_once_with_moesifs_message(sleeps, status):
     with MoesifStandIn([user(1, "2026-11-25T01:10:00Z")], [], api_key=KEY).start() as server:
         server.inject(status, times=5, body={"message": "bad field in query"})
         with pytest.raises(MoesifError) as caught:

@@ -15,7 +15,7 @@ from moesif_segment_sync.errors import (
     SegmentError,
     SyncError,
 )
-from moesif_segment_sync.pipeline import staging, transform
+from moesif_segment_sync.pipeline import plan, staging, transform
 from moesif_segment_sync.settings import Endpoint, load_settings
 from moesif_segment_sync.store import history
 from moesif_segment_sync.store.audit import AuditStore, BatchEntry, RunKey
@@ -89,13 +89,13 @@ def test_a_load_plan_is_reused_only_by_a_load_with_the_same_flags(tmp_path, serv
     first_params, second_params = PLAN_PAIRS[pair]
     run = make_run(tmp_path)
     shards = extract_and_transform(run, moesif)["shards"]
-    built = sum(shard["messages"] for shard in shards)
+    built = sum(shard.messages for shard in shards)
     load_all(dataclasses.replace(run, params=RunParams(**first_params)), segment, shards)
 
     second = load_all(dataclasses.replace(run, params=RunParams(**second_params)), segment,
                       shards)
 
-    totals = {name: sum(load[name] for load in second)
+    totals = {name: sum(getattr(load, name) for load in second)
               for name in ("sent", "would_send", "unchanged", "resumed_batches")}
     expected = {"sent": 0, "would_send": 0, "unchanged": built, "resumed_batches": 0}
     if pair == "dry_run_then_plain":
@@ -119,13 +119,12 @@ def test_worker_processes_stage_the_same_files_as_one_process(tmp_path, servers)
     alone = make_run(tmp_path / "a", chunk_size=40, transform_workers=1)
     shared = make_run(tmp_path / "b", chunk_size=40, transform_workers=2)
     summaries = [extract_and_transform(run, moesif)["shards"][0] for run in (alone, shared)]
-    assert [summary["workers"] for summary in summaries] == [1, 2]
+    assert [summary.workers for summary in summaries] == [1, 2]
     assert staged_messages(alone) == staged_messages(shared)
     rejects = [list(run.staging().lines(staging.REJECTS)) for run in (alone, shared)]
     assert rejects[0] == rejects[1] and len(rejects[0]) == len(dataset.expected_rejects)
-    drop = ("transform_id", "seconds", "started_at", "workers", "files")
-    assert ({k: v for k, v in summaries[0].items() if k not in drop}
-            == {k: v for k, v in summaries[1].items() if k not in drop})
+    drop = {"transform_id", "seconds", "started_at", "workers", "files"}
+    assert summaries[0].model_dump(exclude=drop) == summaries[1].model_dump(exclude=drop)
 
 
 def test_a_task_that_may_not_start_processes_maps_in_its_own(tmp_path, servers, monkeypatch,
@@ -145,9 +144,9 @@ def test_a_task_that_may_not_start_processes_maps_in_its_own(tmp_path, servers, 
     monkeypatch.setattr(transform, "ProcessPoolExecutor", DaemonicPool)
     run = make_run(tmp_path, chunk_size=40, transform_workers=2)
     summary = extract_and_transform(run, moesif)["shards"][0]
-    assert summary["workers"] == 1
+    assert summary.workers == 1
     assert "cannot start worker processes (daemonic processes" in caplog.text
-    assert len(staged_messages(run)) == summary["messages"] > 0
+    assert len(staged_messages(run)) == summary.messages > 0
 
 
 def test_message_ids_are_stable_across_runs(tmp_path, servers):
@@ -188,7 +187,7 @@ def test_the_load_skips_unchanged_lines_of_the_staged_messages_without_copying_t
                summaries["shards"], loads)
 
     expected = [message_id for number, (_, message_id) in enumerate(heads) if number % 3]
-    assert (loads[0]["unchanged"], loads[0]["sent"]) == (len(heads[::3]), len(expected))
+    assert (loads[0].unchanged, loads[0].sent) == (len(heads[::3]), len(expected))
     assert list(segment.delivered) == expected
     assert stage.read_json(staging.plan_file(0))["unchanged_lines"] == [
         [line, line] for line in range(1, len(heads) + 1, 3)]
@@ -198,7 +197,8 @@ def test_the_load_skips_unchanged_lines_of_the_staged_messages_without_copying_t
     # The sent-messages download reads the same selection from the staged messages.
     detail = history.run_detail(store, run.key)
     store.close()
-    assert [m["messageId"] for m in history.sent_messages(detail, run.staging_root)] == expected
+    sent = plan.sent_messages(run.staging(), detail.counts["shards"])
+    assert [message["messageId"] for message in sent] == expected
 
 
 def test_a_user_twice_in_the_staged_users_is_sent_once(tmp_path, servers):
@@ -212,7 +212,7 @@ def test_a_user_twice_in_the_staged_users_is_sent_once(tmp_path, servers):
 
     [summary] = sync.transform(run)
 
-    assert summary["rejected_by_kind"]["duplicate"] == 1
+    assert summary.rejected_by_kind["duplicate"] == 1
     rejects = [orjson.loads(line) for line in stage.lines(staging.REJECTS)]
     [duplicate] = [r for r in rejects if r["kind"] == "duplicate"]
     assert duplicate["reason"] == "an earlier record of this run has the same user_id"
@@ -238,8 +238,8 @@ def test_a_refused_batch_stops_the_load_and_a_retry_resumes_after_the_last_sent(
 
     loaded = sync.load(run, Endpoint(segment.url, WRITE_KEY), built)
 
-    assert loaded["resumed_batches"] == 2
-    assert loaded["sent"] == built["messages"] == len(segment.delivered)
+    assert loaded.resumed_batches == 2
+    assert loaded.sent == built.messages == len(segment.delivered)
     assert segment.duplicates == 0 and delivered_before < len(segment.delivered)
     assert {e.status for e in store.ledger(run.key).values()} == {"sent"}
     store.close()
@@ -250,7 +250,7 @@ def test_a_forced_mismatch_fails_the_audit_and_says_so(tmp_path, servers):
     run = make_run(tmp_path)
     summaries = extract_and_transform(run, moesif)
     loads = load_all(run, segment, summaries["shards"])
-    loads[0]["sent"] -= 1
+    loads[0] = loads[0].model_copy(update={"sent": loads[0].sent - 1})
 
     with pytest.raises(AccountingError, match=r"\(\+1 unaccounted\)"):
         sync.audit(run, summaries["extract_users"], summaries["extract_companies"],
@@ -265,11 +265,11 @@ def test_a_forced_mismatch_fails_the_audit_and_says_so(tmp_path, servers):
 def test_a_store_that_is_down_fails_the_load_before_sending(tmp_path, servers):
     _, moesif, segment = servers
     run = make_run(tmp_path)
-    extract_and_transform(run, moesif)
+    [shard] = extract_and_transform(run, moesif)["shards"]
     broken = Run(**{**run.__dict__, "audit_url": "postgresql://u:p@127.0.0.1:1/none"})
 
     with pytest.raises(SyncError, match="audit store .* is unavailable"):
-        sync.load(broken, Endpoint(segment.url, WRITE_KEY), {"transform_id": "t", "shard": 0})
+        sync.load(broken, Endpoint(segment.url, WRITE_KEY), shard)
     assert segment.requests == []
 
 
@@ -279,7 +279,7 @@ def test_shards_split_the_messages_and_their_loads_add_up(tmp_path, servers):
     summaries = extract_and_transform(run, moesif)
     shards = summaries["shards"]
     built = len(dataset.users) - len(dataset.expected_rejects)
-    assert [shard["shard"] for shard in shards] == list(range(-(-built // 100)))
+    assert [shard.shard for shard in shards] == list(range(-(-built // 100)))
     assert len(staged_messages(run, len(shards))) == built
 
     loads = load_all(run, segment, shards)
@@ -296,5 +296,5 @@ def test_a_rerun_with_fewer_shards_removes_the_old_ones(tmp_path, servers):
     extract_and_transform(run, moesif)
     fewer = Run(**{**run.__dict__, "settings": load_settings(shard_size=10_000)})
 
-    assert [shard["shard"] for shard in sync.transform(fewer)] == [0]
+    assert [shard.shard for shard in sync.transform(fewer)] == [0]
     assert not run.staging().exists(staging.messages_file(1))

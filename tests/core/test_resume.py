@@ -80,7 +80,7 @@ def test_a_load_killed_mid_batch_resumes_to_the_same_result(tmp_path, data):
         built = prepared(uninterrupted_run, moesif)
         uninterrupted = sync.load(uninterrupted_run, Endpoint(reference.url, WRITE_KEY), built)
         expected = set(reference.delivered)
-    assert uninterrupted["batches"] >= 5
+    assert uninterrupted.batches >= 5
 
     run = make_run(tmp_path, "killed")
     built = prepared(run, moesif)
@@ -90,7 +90,7 @@ def test_a_load_killed_mid_batch_resumes_to_the_same_result(tmp_path, data):
         args = {"start": WINDOW.start.isoformat(), "end": WINDOW.end.isoformat(),
                 "run_id": run.run_id, "settings": SETTINGS, "staging": run.staging_root,
                 "audit": run.audit_url, "segment": segment.url, "key": WRITE_KEY,
-                "built": built}
+                "built": built.model_dump(mode="json")}
         process = subprocess.Popen([sys.executable, "-c", LOAD_SCRIPT, json.dumps(args)],
                                    cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
         segment.wait_for_arrivals(4)  # batch 4 has reached Segment, which holds it 30 s
@@ -107,7 +107,7 @@ def test_a_load_killed_mid_batch_resumes_to_the_same_result(tmp_path, data):
         assert set(segment.delivered) == expected
         ledger = store.ledger(run.key)
     store.close()
-    assert resumed["resumed_batches"] == 3
-    assert {e.status for e in ledger.values()} == {"sent"} and len(ledger) == resumed["batches"]
+    assert resumed.resumed_batches == 3
+    assert {e.status for e in ledger.values()} == {"sent"} and len(ledger) == resumed.batches
     for name in ("sent", "unchanged", "batches", "planned"):
-        assert resumed[name] == uninterrupted[name], name
+        assert getattr(resumed, name) == getattr(uninterrupted, name), name

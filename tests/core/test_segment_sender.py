@@ -68,6 +68,25 @@ def test_5xx_bursts_are_retried_with_backoff(segment):
     assert len(segment.delivered) == 3
 
 
+@pytest.mark.parametrize("status", [408, 500, 502, 503, 504, 507])
+def test_segment_408_and_5xx_are_retried(segment, status):
+    segment.inject(status)
+    sleeps: list[float] = []
+
+    assert sender_for(segment, sleeps, backoff_initial=0.5).send(one_batch(2)) == 2
+    assert len(sleeps) == 1 and len(segment.delivered) == 2
+
+
+@pytest.mark.parametrize("status", [401, 413, 501, 505])
+def test_other_4xx_and_501_505_fail_at_once(segment, status):
+    segment.inject(status, times=3)
+    sleeps: list[float] = []
+
+    with pytest.raises(SegmentError) as caught:
+        sender_for(segment, sleeps).send(one_batch(2))
+    assert caught.value.status == status and sleeps == [] and len(segment.requests) == 1
+
+
 def test_retries_are_bounded(segment):
     segment.inject(502, times=10)
     with pytest.raises(TransientHTTPError, match="502 to batch 1"):

@@ -184,7 +184,7 @@ def test_every_corpus_user_ends_exactly_once_as_sent_or_rejected(corpus):
     transformed = corpus.summaries["transform"]
     user_rejects = [reject for reject in corpus.rejects if reject["entity"] == "user"]
 
-    assert transformed["considered"] == len(USER_CASES)
+    assert transformed.considered == len(USER_CASES)
     assert len(corpus.messages) + len(user_rejects) == len(USER_CASES)
     sent = [case for case in USER_CASES if isinstance(case["record"], dict)
             and isinstance(case["record"].get("user_id"), str)
@@ -204,7 +204,7 @@ def test_what_was_sent_is_what_segment_received(corpus):
 def test_the_corpus_warnings_add_up_to_the_cases_that_cause_them(corpus):
     expected = sum((Counter(case.get("warnings", {})) for case in CASES), Counter())
 
-    assert corpus.summaries["transform"]["warnings"] == dict(sorted(expected.items()))
+    assert corpus.summaries["transform"].warnings == dict(sorted(expected.items()))
 
 
 def test_the_run_record_accounts_for_every_corpus_user(corpus):

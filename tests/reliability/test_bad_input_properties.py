@@ -214,7 +214,7 @@ def transformed(user_hits: list, company_hits: list, chunk_size: int) -> tuple:
         with task_recursion_limit():
             summary = transform.transform(stage, default_timestamp=WINDOW_END,
                                           chunk_size=chunk_size, shard_size=SHARD_SIZE)
-        lines = [line for shard in range(summary["shards"])
+        lines = [line for shard in range(summary.shards)
                  for line in stage.lines(staging.messages_file(shard))]
         rejects = [json.loads(line) for line in stage.lines(staging.REJECTS)]
     return [source(hit) for hit in user_hits], summary, lines, rejects
@@ -233,9 +233,9 @@ def test_every_staged_user_ends_exactly_once_as_a_message_or_a_reject(user_hits,
     messages = [strict_json(line) for line in lines]
     user_rejects = [reject for reject in rejects if reject["entity"] == "user"]
     sent = Counter(message["userId"] for message in messages)
-    assert summary["considered"] == len(inputs) == len(messages) + len(user_rejects)
-    assert summary["messages"] == len(messages)
-    assert summary["rejected"] == len(user_rejects)
+    assert summary.considered == len(inputs) == len(messages) + len(user_rejects)
+    assert summary.messages == len(messages)
+    assert summary.rejected == len(user_rejects)
     assert max(sent.values(), default=1) == 1  # one message per user
     assert Counter(key(record) for record in inputs) == (
         Counter(reject["id"] for reject in user_rejects) + sent)
@@ -316,7 +316,7 @@ def test_metadata_nested_600_deep_does_not_crash_the_transform():
 
     inputs, summary, lines, rejects = transformed([user], [], 1)
 
-    assert summary["considered"] == len(lines) + len(rejects) == 1
+    assert summary.considered == len(lines) + len(rejects) == 1
 
 
 def test_a_staged_line_nested_deeper_than_the_parser_reads_is_rejected_not_a_crash():
@@ -332,7 +332,7 @@ def test_a_staged_line_nested_deeper_than_the_parser_reads_is_rejected_not_a_cra
         summary = transform.transform(stage, default_timestamp=WINDOW_END, chunk_size=1,
                                       shard_size=SHARD_SIZE)
 
-        assert (summary["considered"], summary["messages"], summary["rejected"]) == (1, 0, 1)
+        assert (summary.considered, summary.messages, summary.rejected) == (1, 0, 1)
 
 
 # ---------------------------------------------------------------- every stage, over the stand-ins

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 
-import orjson
 import pytest
 from airflow.dag_processing.dagbag import DagBag
 
@@ -211,8 +210,8 @@ def test_a_user_seen_twice_while_paging_is_sent_once_and_the_repeat_is_a_reject(
 
     [summary] = sync.transform(run)
 
-    assert (summary["considered"], summary["messages"]) == (51, 50)
-    assert summary["rejected_by_kind"] == {"duplicate": 1}
+    assert (summary.considered, summary.messages) == (51, 50)
+    assert summary.rejected_by_kind == {"duplicate": 1}
     [message] = [m for m in staged_messages(run) if m["userId"] == "usr_003"]
     assert message["traits"].get("email") == USERS[3].get("email")
     [reject] = staged(run, staging.REJECTS)
@@ -224,12 +223,10 @@ def test_a_401_mid_run_fails_the_task_once_without_using_airflows_retries(airflo
                                                                           monkeypatch):
     with MoesifStandIn(USERS, [], api_key=MOESIF_KEY).start() as moesif, \
             SegmentStandIn(WRITE_KEY).start() as segment:
-        env = connection_env(moesif.url, segment.url, moesif_key=MOESIF_KEY, write_key=WRITE_KEY)
+        env = connection_env(moesif.url, segment.url, f"sqlite:///{tmp_path / 'audit.db'}",
+                             moesif_key=MOESIF_KEY, write_key=WRITE_KEY)
         for name, value in env.items():
             monkeypatch.setenv(name, value)
-        monkeypatch.setenv("AIRFLOW_CONN_MOESIF_SEGMENT_AUDIT", orjson.dumps(
-            {"conn_type": "generic",
-             "extra": {"sqlalchemy_url": f"sqlite:///{tmp_path / 'audit.db'}"}}).decode())
         monkeypatch.setenv("MOESIF_SEGMENT_STAGING_ROOT", (tmp_path / "staging").as_uri())
         monkeypatch.setenv("MOESIF_SEGMENT_PAGE_SIZE", "10")
         moesif.inject(401, after=2, path_contains=USERS_SEARCH)

@@ -25,7 +25,6 @@ import traceback
 from datetime import UTC, datetime
 from pathlib import Path
 
-import orjson
 import pytest
 from airflow.dag_processing.dagbag import DagBag
 
@@ -96,8 +95,8 @@ def test_no_secret_reaches_staged_files_the_audit_store_logs_or_output(airflow_d
                                                                        monkeypatch, capfd):
     dataset = generate(150, seed=17, start=DATA_SPAN[0], end=DATA_SPAN[1])
     audit_db = tmp_path / "audit.db"
-    monkeypatch.setenv("AIRFLOW_CONN_MOESIF_SEGMENT_AUDIT", orjson.dumps(
-        {"conn_type": "generic", "extra": {"sqlalchemy_url": f"sqlite:///{audit_db}"}}).decode())
+    for name, value in connection_env(audit_url=f"sqlite:///{audit_db}").items():
+        monkeypatch.setenv(name, value)
     monkeypatch.setenv("MOESIF_SEGMENT_STAGING_ROOT", (tmp_path / "staging").as_uri())
     dag = DagBag(dag_folder=str(REPO / "dags")).dags["moesif_to_segment"]
     with MoesifStandIn(dataset.users, dataset.companies, api_key=MOESIF_SECRET).start() as moesif, \

@@ -72,7 +72,7 @@ def test_a_429_with_retry_after_waits_as_told_and_every_message_arrives_once(
         "Segment batch 2: attempt 1 of 6 failed (Segment answered 429 (rate limited) to batch 2);"
         " waiting 2.0 s"]
     assert list(segment.delivered) == message_ids
-    assert (segment.duplicates, loaded["sent"], loaded["attempts"]) == (0, 120, 7)
+    assert (segment.duplicates, loaded.sent, loaded.attempts) == (0, 120, 7)
     assert ledger(run)[2] == ("sent", 2)
 
 
@@ -148,7 +148,7 @@ def test_the_last_batch_refused_is_recorded_failed_and_a_retry_sends_only_it(bui
 
     resumed = load(run, segment, summary)
 
-    assert (resumed["resumed_batches"], resumed["sent"], resumed["attempts"]) == (5, 120, 1)
+    assert (resumed.resumed_batches, resumed.sent, resumed.attempts) == (5, 120, 1)
     assert list(segment.delivered) == message_ids and segment.duplicates == 0
     assert ledger(run)[6] == ("sent", 1)
 

@@ -14,6 +14,14 @@ from collections.abc import Callable
 from typing import Any
 
 
+def _as_json(value: Any) -> Any:
+    """A stage's typed summary (or list of them) as the JSON that XCom keeps."""
+    if isinstance(value, list):
+        return [_as_json(item) for item in value]
+    dump = getattr(value, "model_dump", None)
+    return dump(mode="json") if dump is not None else value
+
+
 def stage(*, audit: str, moesif: str | None = None, segment: str | None = None,
           doctor: tuple[str, str] | None = None
           ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -37,7 +45,7 @@ def stage(*, audit: str, moesif: str | None = None, segment: str | None = None,
                 if segment is not None:
                     kwargs["segment"] = (None if run.params.dry_run
                                          else context.segment_endpoint(segment))
-                return body(run, sync, *args, **kwargs)
+                return _as_json(body(run, sync, *args, **kwargs))
 
         # Airflow binds a task's arguments to its callable's signature: the task takes only
         # what the body takes beyond the run, sync and the endpoints given here.

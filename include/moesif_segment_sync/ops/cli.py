@@ -144,7 +144,7 @@ def _show(args: argparse.Namespace, store: AuditStore, out: TextIO) -> None:
     for name in counts:
         out.write(f"{name:<{width}}  {json.dumps(data['counts'].get(name, {}), sort_keys=True)}\n")
     out.write("\nledger\n")
-    _table(out, [b.model_dump(mode="json") for b in detail.ledger],
+    _table(out, data["ledger"],
            ["shard", "batch_no", "status", "messages", "bytes", "attempts", "error"])
 
 

@@ -17,25 +17,27 @@ import orjson
 from .. import codec, moesif
 from ..chunking import chunks
 from ..moesif import MoesifClient
+from ..summaries import ExtractedCompanies, ExtractedUsers
 from ..window import Window
 from . import privacy, staging
 from .staging import JsonLinesWriter, Staging
 
 
 def extract_companies(client: MoesifClient, stage: Staging, window: Window, *,
-                      full_refresh: bool) -> dict:
+                      full_refresh: bool) -> ExtractedCompanies:
     """Stage the companies changed or seen in the window (every company on a full refresh)."""
     started = time.monotonic()
     query = moesif.everything() if full_refresh else moesif.changed_in_window(*window.bounds)
     with stage.writer(staging.COMPANIES) as out:
         _copy_hits(client.search("companies", query, label="changed in window"), out)
-    return {"companies": out.lines, "file": stage.url(staging.COMPANIES),
-            "requests": client.requests_made, "seconds": round(time.monotonic() - started, 3)}
+    return ExtractedCompanies(companies=out.lines, file=stage.url(staging.COMPANIES),
+                              requests=client.requests_made,
+                              seconds=round(time.monotonic() - started, 3))
 
 
 def extract_users(client: MoesifClient, stage: Staging, window: Window, *,
                   full_refresh: bool, id_chunk_size: int,
-                  hash_fields: Collection[str] = ()) -> dict:
+                  hash_fields: Collection[str] = ()) -> ExtractedUsers:
     """Stage the window's users, the users of its changed companies, and their other companies."""
     started = time.monotonic()
     referenced: set[str] = set()
@@ -63,9 +65,10 @@ def extract_users(client: MoesifClient, stage: Staging, window: Window, *,
         for ids in chunks(missing, id_chunk_size):
             _copy_hits(client.search("companies", moesif.companies_by_id(ids),
                                      label="of extracted users"), out)
-    return {"users_in_window": in_window, "users_via_company": via_company,
-            "user_companies": out.lines, "file": stage.url(staging.USERS),
-            "requests": client.requests_made, "seconds": round(time.monotonic() - started, 3)}
+    return ExtractedUsers(users_in_window=in_window, users_via_company=via_company,
+                          user_companies=out.lines, file=stage.url(staging.USERS),
+                          requests=client.requests_made,
+                          seconds=round(time.monotonic() - started, 3))
 
 
 def _copy_hits(pages: Iterator[moesif.Page], out: JsonLinesWriter, *,

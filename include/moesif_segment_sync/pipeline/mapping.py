@@ -267,11 +267,11 @@ def _traits(user: MoesifUser, company: dict | None, warnings: Counter) -> dict[s
         "email": trimmed(first_present(user.email, _text(metadata.get("email")))),
         "username": first_present(user.user_name, _text(metadata.get("username"))),
         "company": _company(user, company, warnings),
-        "campaign": _campaign(user),
+        "campaign": _mapped(user.campaign, CAMPAIGN),
         "clearbit": user.clearbit,
         "last24HourAggResults": user.last_24h_agg_results,
         "metadata": user.metadata,
-        "userAgent": _user_agent(user),
+        "userAgent": _mapped(user.user_agent, USER_AGENT),
     })
 
 
@@ -293,52 +293,29 @@ def _company(user: MoesifUser, company: dict | None, warnings: Counter) -> dict 
     return company
 
 
-def _campaign(user: MoesifUser) -> dict | None:
-    campaign = user.campaign
-    if campaign is None:
-        return None
-    return compact({
-        "source": campaign.utm_source,
-        "medium": campaign.utm_medium,
-        "name": campaign.utm_campaign,
-        "term": campaign.utm_term,
-        "content": campaign.utm_content,
-        "referrer": campaign.referrer,
-        "referringDomain": campaign.referring_domain,
-        "gclid": campaign.gclid,
-    })
+# Mapped objects, Segment name <- Moesif name, as the tables of trait-mapping.md list them.
+CAMPAIGN = {"source": "utm_source", "medium": "utm_medium", "name": "utm_campaign",
+            "term": "utm_term", "content": "utm_content", "referrer": "referrer",
+            "referringDomain": "referring_domain", "gclid": "gclid"}
+USER_AGENT = {"name": "name", "major": "major", "minor": "minor", "os": "os",
+              "osName": "os_name", "osMajor": "os_major", "osMinor": "os_minor",
+              "device": "device"}
+LOCATION = {"city": "city_name", "country": "country_name", "region": "region_name",
+            "latitude": "latitude", "longitude": "longitude"}
 
 
-def _user_agent(user: MoesifUser) -> dict | None:
-    agent = user.user_agent
-    if agent is None:
+def _mapped(source: BaseModel | None, names: dict[str, str]) -> dict | None:
+    """``source``'s fields under their Segment names; None when none is present."""
+    if source is None:
         return None
-    return compact({
-        "name": agent.name,
-        "major": agent.major,
-        "minor": agent.minor,
-        "os": agent.os,
-        "osName": agent.os_name,
-        "osMajor": agent.os_major,
-        "osMinor": agent.os_minor,
-        "device": agent.device,
-    })
+    return compact({segment: getattr(source, moesif) for segment, moesif in names.items()})
 
 
 def _context(user: MoesifUser) -> dict[str, Any]:
     geo = user.geo_ip
-    location = None
-    if geo is not None:
-        location = compact({
-            "city": geo.city_name,
-            "country": geo.country_name,
-            "region": geo.region_name,
-            "latitude": geo.latitude,
-            "longitude": geo.longitude,
-        })
     return compact({
         "ip": user.ip_address,
-        "location": location,
+        "location": _mapped(geo, LOCATION),
         "timezone": geo.timezone if geo is not None else None,
         "userAgent": user.user_agent_string,
         "active": False,

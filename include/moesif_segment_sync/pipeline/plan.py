@@ -22,6 +22,7 @@ from typing import TypeVar
 
 import orjson
 
+from .. import codec
 from ..chunking import chunks
 from . import staging
 from .staging import Staging
@@ -105,3 +106,20 @@ def heads(stage: Staging, shard: int) -> Iterator[bytes]:
         return stage.lines(staging.heads_file(shard))
     return (staging.head_line(message["userId"], message["messageId"])
             for message in map(orjson.loads, stage.lines(staging.messages_file(shard))))
+
+
+def sent_messages(stage: Staging, shards: int) -> Iterator[dict]:
+    """The messages a run's loads sent (or would have sent, in a dry run), from its plans."""
+    for shard in range(shards):
+        for line in _planned_lines(stage, shard):
+            yield codec.loads(line)[0]
+
+
+def _planned_lines(stage: Staging, shard: int) -> Iterator[bytes]:
+    """The shard's messages its load plan sends: all of them when it has no plan, and the
+    copy an earlier release staged for a run it loaded."""
+    shard_plan = read(stage, shard)
+    if shard_plan is None and stage.exists(staging.to_send_file(shard)):
+        return stage.lines(staging.to_send_file(shard))
+    lines = stage.lines(staging.messages_file(shard))
+    return shard_plan.selected(lines) if shard_plan is not None else lines

@@ -34,6 +34,7 @@ import pandas as pd
 from .. import codec
 from ..chunking import chunks
 from ..moesif import AS_INFERRED, FieldNames
+from ..summaries import Built
 from . import staging
 from .mapping import (
     ALL_TRAITS,
@@ -60,7 +61,7 @@ _MOST_WORKERS = 8
 
 def transform(stage: Staging, *, default_timestamp: str, chunk_size: int,
               shard_size: int, fields: FieldNames = AS_INFERRED,
-              policy: TraitPolicy = ALL_TRAITS, workers: int = 1) -> dict:
+              policy: TraitPolicy = ALL_TRAITS, workers: int = 1) -> Built:
     """Stage messages (in shards of ``shard_size``) and rejects; return the counts the
     audit adds up and the number of shards. ``workers`` processes map the users (0: one
     per core)."""
@@ -87,24 +88,15 @@ def transform(stage: Staging, *, default_timestamp: str, chunk_size: int,
                         else:
                             rejected[kind] += 1
                             rejects.write_line(line)
-    return {
-        # Names this transform's output, so a retried load can tell its own plan from a
-        # plan made for an earlier transform of the same run.
-        "transform_id": uuid.uuid4().hex,
-        "considered": considered,
-        "messages": built,
-        "rejected": sum(rejected.values()),
-        "rejected_by_kind": dict(sorted(rejected.items())),
-        "warnings": {str(kind): n for kind, n in sorted(warnings.items())},
-        "routes": dict(routes),
-        "companies": scratch.companies,
-        "companies_rejected": companies_rejected,
-        "shards": messages.shards,
-        "workers": mappers.used,
-        "files": {"messages": stage.url(staging.messages_file(0)),
-                  "rejects": stage.url(staging.REJECTS)},
-        "seconds": round(time.monotonic() - started, 3),
-    }
+    return Built(
+        transform_id=uuid.uuid4().hex, considered=considered, messages=built,
+        rejected=sum(rejected.values()), rejected_by_kind=dict(sorted(rejected.items())),
+        warnings={str(kind): n for kind, n in sorted(warnings.items())}, routes=dict(routes),
+        companies=scratch.companies, companies_rejected=companies_rejected,
+        shards=messages.shards, workers=mappers.used,
+        files={"messages": stage.url(staging.messages_file(0)),
+               "rejects": stage.url(staging.REJECTS)},
+        seconds=round(time.monotonic() - started, 3))
 
 
 def _without_repeats(lines: list[bytes], mapped: MappedChunk, scratch: Scratch,

@@ -4,5 +4,7 @@ the UI, the JSON API and the CLI, and ``report`` renders a run's summary for tas
 
 from . import history
 from .audit import AuditStore, BatchEntry, RunKey, check_accounting, now
+from .report import summary_table
 
-__all__ = ["AuditStore", "BatchEntry", "RunKey", "check_accounting", "history", "now"]
+__all__ = ["AuditStore", "BatchEntry", "RunKey", "check_accounting", "history", "now",
+           "summary_table"]

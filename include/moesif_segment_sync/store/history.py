@@ -10,43 +10,29 @@ import csv
 import io
 import json
 from collections.abc import Iterable, Iterator
+from dataclasses import field
 from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict
+from pydantic.dataclasses import dataclass as pydantic_dataclass
 
-from .. import codec
-from ..pipeline import Staging, plan, staging
-from .audit import AuditStore, RunKey, batches, rejects, runs
+from ..summaries import RunFigures
+from .audit import AuditStore, BatchEntry, RunKey, batches, rejects, runs
 
 MODES = ("scheduled", "backfill", "manual")
 STATUSES = ("success", "failed")
 
 
-class RunRow(BaseModel):
+class RunRow(RunFigures):
     """One run, as the history lists it."""
 
     model_config = ConfigDict(from_attributes=True)
 
     dag_id: str
     run_id: str
-    mode: str
-    status: str
-    window_start: datetime
-    window_end: datetime
-    window_source: str
-    dry_run: bool
-    considered: int
-    sent: int
-    would_send: int
-    unchanged: int
-    rejected: int
-    batches: int
-    started_at: datetime | None
-    finished_at: datetime | None
     duration_s: float | None
-    error: str | None
 
 
 class RunPage(BaseModel):
@@ -56,17 +42,11 @@ class RunPage(BaseModel):
     runs: list[RunRow]
 
 
-class BatchRow(BaseModel):
-    shard: int
-    batch_no: int
-    status: str
-    messages: int
-    bytes: int
-    attempts: int
-    first_message_id: str | None
-    last_message_id: str | None
-    error: str | None
-    finished_at: datetime
+@pydantic_dataclass(frozen=True)
+class BatchRow(BatchEntry):
+    """One batch of the ledger, as the history shows it: the entry and when it was written."""
+
+    finished_at: datetime = field(kw_only=True)
 
 
 class RejectRow(BaseModel):
@@ -137,7 +117,8 @@ def run_detail(store: AuditStore, key: RunKey) -> RunDetail | None:
     with store.engine.connect() as db:
         query = (sa.select(batches).where(key.where(batches))
                  .order_by(batches.c.shard, batches.c.batch_no))
-        ledger = [BatchRow.model_validate(_utc(dict(row)))
+        ledger = [BatchRow(**{name: value for name, value in _utc(dict(row)).items()
+                              if name not in ("dag_id", "run_id")})
                   for row in db.execute(query).mappings()]
     return RunDetail.model_validate({**_row(record), "ledger": ledger})
 
@@ -151,24 +132,6 @@ def list_rejects(store: AuditStore, key: RunKey, *, limit: int = 100,
                  .limit(limit).offset(offset))
         rows = [RejectRow.model_validate(dict(row)) for row in db.execute(query).mappings()]
     return RejectPage(total=total or 0, limit=limit, offset=offset, rejects=rows)
-
-
-def sent_messages(detail: RunDetail, staging_root: str) -> Iterator[dict]:
-    """The messages the run sent (or would have sent, for a dry run), from its staged plan."""
-    stage = Staging(staging_root, detail.dag_id, detail.run_id)
-    for shard in range(detail.counts.get("shards", 1)):
-        for line in _planned_lines(stage, shard):
-            yield codec.loads(line)[0]
-
-
-def _planned_lines(stage: Staging, shard: int) -> Iterator[bytes]:
-    """The shard's messages its load plan sends: all of them when it has no plan, and the
-    copy an earlier release staged for a run it loaded."""
-    shard_plan = plan.read(stage, shard)
-    if shard_plan is None and stage.exists(staging.to_send_file(shard)):
-        return stage.lines(staging.to_send_file(shard))
-    lines = stage.lines(staging.messages_file(shard))
-    return shard_plan.selected(lines) if shard_plan is not None else lines
 
 
 # ---------------------------------------------------------------- exports

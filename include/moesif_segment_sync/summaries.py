@@ -1,0 +1,150 @@
+"""What each stage reports, typed: small records of paths and counts, never data.
+
+They travel between Airflow tasks as JSON (``model_dump(mode="json")``) and are checked
+again where they are read, so a summary from another release fails loudly, not by a
+missing key deep inside the audit.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, PlainSerializer, field_serializer
+
+from .codec import format_utc
+
+# A moment in UTC, written as everywhere else in the project: 2026-11-25T01:00:00.000Z.
+UtcTime = Annotated[datetime, PlainSerializer(format_utc, when_used="json")]
+
+
+class StageSummary(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    seconds: float = 0.0
+    started_at: UtcTime | None = None  # set by sync when the stage starts
+
+
+class ExtractedUsers(StageSummary):
+    """``extract_users``: users by the route that found them, and their other companies."""
+
+    users_in_window: int
+    users_via_company: int
+    user_companies: int
+    file: str
+    requests: int
+
+
+class ExtractedCompanies(StageSummary):
+    """``extract_companies``: the companies changed or seen in the window."""
+
+    companies: int
+    file: str
+    requests: int
+
+
+class Built(StageSummary):
+    """``transform``: what was considered, built and rejected, and into how many shards."""
+
+    # Names this transform's output, so a retried load can tell its own plan from a plan
+    # made for an earlier transform of the same run.
+    transform_id: str
+    considered: int
+    messages: int
+    rejected: int
+    rejected_by_kind: dict[str, int]
+    warnings: dict[str, int]
+    routes: dict[str, int]
+    companies: int
+    companies_rejected: int
+    shards: int
+    workers: int
+    files: dict[str, str]
+
+
+class Shard(Built):
+    """One shard of the built messages: what one mapped ``load`` task is given."""
+
+    shard: int
+
+
+class Loaded(StageSummary):
+    """``load`` of one shard, or of all shards summed (``shards`` of them)."""
+
+    shard: int | None = None  # None when summed
+    shards: int = 1
+    batches: int
+    sent: int
+    would_send: int
+    unchanged: int
+    planned: int
+    resumed_batches: int
+    attempts: int
+    bytes: int
+
+    @classmethod
+    def summed(cls, loads: list[Loaded]) -> Loaded:
+        """The shards' loads as one: counts add up, the slowest shard is the load's time."""
+        counts = {name: sum(getattr(load, name) for load in loads) for name in (
+            "batches", "sent", "would_send", "unchanged", "planned", "resumed_batches",
+            "attempts", "bytes")}
+        starts = [load.started_at for load in loads if load.started_at is not None]
+        return cls(**counts, shards=len(loads), seconds=max(load.seconds for load in loads),
+                   started_at=min(starts, default=None))
+
+
+class RunCounts(BaseModel):
+    """The run record's ``counts``: where the users came from and what became of them."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    routes: dict[str, int]
+    rejected_by_kind: dict[str, int]
+    warnings: dict[str, int]
+    companies: int
+    companies_rejected: int
+    users_in_window: int
+    users_via_company: int
+    companies_in_window: int
+    user_companies: int
+    moesif_requests: int
+    shards: int
+    resumed_batches: int
+    send_attempts: int
+    bytes: int
+
+
+class RunFigures(BaseModel):
+    """What every view of a run shows: its window, mode, status and counts."""
+
+    mode: str  # scheduled, backfill or manual
+    status: str  # success or failed
+    window_start: datetime
+    window_end: datetime
+    window_source: str
+    dry_run: bool
+    considered: int
+    sent: int
+    would_send: int
+    unchanged: int
+    rejected: int
+    batches: int
+    started_at: datetime | None
+    finished_at: datetime | None
+    error: str | None = None
+
+
+class RunRecord(RunFigures):
+    """One row of the audit store's ``sync_runs``: what a run did, and its verdict."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    params: dict[str, Any]
+    counts: RunCounts
+    timings: dict[str, float | None]
+    staging: str
+
+    @field_serializer("window_start", "window_end", "started_at", "finished_at",
+                      when_used="json")
+    def _utc(self, moment: datetime | None) -> str | None:
+        return format_utc(moment) if moment is not None else None
