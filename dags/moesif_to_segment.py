@@ -4,6 +4,9 @@
 Keeps Segment's user profiles in step with Moesif. Each run syncs one
 **window** `[start, end)`:
 
+0. `check_window` refuses a window that cannot be meant (bad params, an end in
+   the future, longer than `MOESIF_SEGMENT_MAX_WINDOW` without
+   `allow_long_window`) before anything is extracted.
 1. `extract_users` and `extract_companies` (in parallel) stage the Moesif users
    and companies that changed or were seen in the window, plus the users of
    changed companies and the companies those users belong to.
@@ -14,18 +17,22 @@ Keeps Segment's user profiles in step with Moesif. Each run syncs one
    what Segment does not have yet, and writes a ledger entry per batch; a
    retried load resumes after the last batch sent.
 4. `audit` writes the run record, logs a summary, and fails the run when
-   `considered = sent + unchanged + rejected` does not hold.
+   `considered = sent + unchanged + rejected` does not hold. A run that fails
+   before its audit still gets a record: the failing task and its error.
 
 ## Windows
 A scheduled run syncs its data interval (hourly by default,
 `MOESIF_SEGMENT_SCHEDULE`, UTC). A manual run syncs `start`..`end` when both
-params are set, otherwise the last complete schedule interval before it was
-triggered; the audit records which window was chosen.
+params are set, otherwise its data interval when one was specified, otherwise
+the last complete schedule interval before it was triggered. A backfill run
+always syncs its own interval (explicit `start`/`end` are ignored, and the
+audit says so). The audit records which window was chosen.
 
 ## Params
 | param | meaning |
 | --- | --- |
 | `start`, `end` | an explicit window: ISO date or datetime (UTC unless offset); both or neither |
+| `allow_long_window` | run a window longer than `MOESIF_SEGMENT_MAX_WINDOW` (31 days) |
 | `full_refresh` | ignore the window and identify every user |
 | `dry_run` | build, batch and audit, but send nothing (try this first) |
 | `force` | send even messages whose content Segment already has |
@@ -33,7 +40,9 @@ triggered; the audit records which window was chosen.
 
 ## Backfill
 Trigger > Backfill in the UI (or `POST /api/v2/backfills`) over a date range
-creates one run per schedule interval; each syncs exactly its window.
+creates one run per schedule interval; each syncs exactly its window. From and
+To are logical dates, that is window starts: for data between 23:00 and 02:00,
+choose From 23:00 and To 01:00 (three hourly runs).
 
 Connections: the ids at the top of this file (`moesif_default`, `segment_default`, and
 the optional `moesif_segment_audit`). See the README for the staged files and the audit
@@ -57,8 +66,13 @@ AUDIT_CONN_ID = "moesif_segment_audit"  # optional: SQLite under AIRFLOW_HOME wi
 
 SCHEDULE = os.environ.get("MOESIF_SEGMENT_SCHEDULE", "0 * * * *")
 MAX_ACTIVE_RUNS = int(os.environ.get("MOESIF_SEGMENT_MAX_ACTIVE_RUNS", "1"))
-ISO_DATE_OR_DATETIME = (r"^\d{4}-\d{2}-\d{2}"
-                        r"([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?$")
+WINDOW = "Window"
+MODES = "Modes"
+WINDOW_RULE = (
+    "Leave start and end empty to sync the run's data interval (for a manual run, Airflow's "
+    "Data Interval above when specified, else the last complete schedule interval). When both "
+    "are set they win over the data interval, except in a backfill: each backfill run always "
+    "syncs its own interval. Times are UTC unless they carry an offset.")
 
 
 def _on_failure(context):
@@ -68,9 +82,17 @@ def _on_failure(context):
     run_context.on_failure(context)
 
 
-def _moment_param(description: str) -> Param:
-    return Param(None, type=["null", "string"], pattern=ISO_DATE_OR_DATETIME,
-                 description=description)
+def _moment(title: str, example: str, description: str) -> Param:
+    # No pattern: the form's date-time picker checks the format before a run exists, and the
+    # REST API's and CLI's values (dates too) are checked by check_window, with a clear message.
+    return Param(None, type=["null", "string"], format="date-time", title=title,
+                 description=f"{description} ISO date or datetime, e.g. {example}. {WINDOW_RULE}",
+                 section=WINDOW)
+
+
+def _switch(title: str, description: str, section: str = MODES) -> Param:
+    return Param(False, type=["boolean", "null"], title=title, description=description,
+                 section=section)
 
 
 @dag(
@@ -84,16 +106,30 @@ def _moment_param(description: str) -> Param:
     tags=["moesif", "segment", "sync"],
     doc_md=__doc__,
     params={
-        "start": _moment_param("Window start for a manual run (with end)."),
-        "end": _moment_param("Window end, exclusive (with start)."),
-        "full_refresh": Param(False, type="boolean", description="Identify every user."),
-        "dry_run": Param(False, type="boolean", description="Send nothing; audit only."),
-        "force": Param(False, type="boolean", description="Send unchanged messages too."),
-        "doctor": Param(False, type="boolean",
-                        description="Check the connections and account first (make doctor)."),
+        "start": _moment("Window start", "2026-11-25T13:00:00Z",
+                         "First moment of the window (included), with end."),
+        "end": _moment("Window end", "2026-11-25T14:00:00Z",
+                       "End of the window (excluded), with start."),
+        "allow_long_window": _switch(
+            "Allow a long window", "Run a window longer than MOESIF_SEGMENT_MAX_WINDOW (31 "
+            "days by default); without it such a run is refused before anything is extracted.",
+            WINDOW),
+        "dry_run": _switch("Dry run", "Extract, build and batch as usual, send nothing: the "
+                           "run page shows what would be sent. Try this first."),
+        "full_refresh": _switch("Full refresh", "Ignore the window and identify every user."),
+        "force": _switch("Force", "Send even messages whose content Segment already has."),
+        "doctor": _switch("Doctor first", "Check the connections and the account first "
+                          "(make doctor); a failing check stops the run."),
     },
 )
 def moesif_to_segment():
+    @task
+    @stage(audit=AUDIT_CONN_ID)
+    def check_window(run, sync):
+        """Refuse a window that cannot be meant (ends in the future, too long) before anything
+        is extracted, so a typo fails one task, once."""
+        return sync.check_window(run)
+
     @task
     @stage(audit=AUDIT_CONN_ID, moesif=MOESIF_CONN_ID, doctor=(MOESIF_CONN_ID, SEGMENT_CONN_ID))
     def extract_users(run, sync, moesif):
@@ -128,8 +164,10 @@ def moesif_to_segment():
         return {key: report[key] for key in
                 ("considered", "sent", "would_send", "unchanged", "rejected", "batches", "status")}
 
+    window = check_window()
     users = extract_users()
     companies = extract_companies()
+    window >> [users, companies]
     shards = transform()
     [users, companies] >> shards
     loads = load.expand(shard=shards)

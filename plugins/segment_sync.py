@@ -54,6 +54,7 @@ def store() -> Iterator[AuditStore]:
 Store = Annotated[AuditStore, Depends(store)]
 Mode = Literal["scheduled", "backfill", "manual"]
 Status = Literal["success", "failed"]
+Sort = Literal["started", "window"]
 
 
 def _detail(audit: AuditStore, run_id: str, dag_id: str) -> history.RunDetail:
@@ -65,14 +66,15 @@ def _detail(audit: AuditStore, run_id: str, dag_id: str) -> history.RunDetail:
 
 # ---------------------------------------------------------------- JSON API
 
-@app.get("/runs", response_model=history.RunPage, summary="Runs, newest window first")
+@app.get("/runs", response_model=history.RunPage, summary="Runs, the last started first")
 def runs(audit: Store, since: date | None = None, until: date | None = None,
-         status: Status | None = None, mode: Mode | None = None,
+         status: Status | None = None, mode: Mode | None = None, sort: Sort = "started",
          limit: Annotated[int, Query(ge=1, le=500)] = PAGE_SIZE,
          offset: Annotated[int, Query(ge=0)] = 0, dag_id: str = DAG_ID) -> history.RunPage:
-    """Filter by the window's start date (`since` included, `until` excluded), status, mode."""
+    """Filter by the window's start date (`since` included, `until` excluded), status, mode;
+    `sort=window` lists the newest window first."""
     return history.list_runs(audit, dag_id, since=_utc_day(since), until=_utc_day(until),
-                             status=status, mode=mode, limit=limit, offset=offset)
+                             status=status, mode=mode, sort=sort, limit=limit, offset=offset)
 
 
 @app.get("/runs/{run_id}", response_model=history.RunDetail, summary="One run")
@@ -116,13 +118,13 @@ def _utc_day(value: date | None) -> datetime | None:
 @app.get("/ui/", response_class=HTMLResponse, include_in_schema=False)
 def history_page(request: Request, audit: Store, since: date | None = None,
                  until: date | None = None, status: Status | None = None,
-                 mode: Mode | None = None, page: Annotated[int, Query(ge=1)] = 1,
-                 dag_id: str = DAG_ID) -> HTMLResponse:
+                 mode: Mode | None = None, sort: Sort = "started",
+                 page: Annotated[int, Query(ge=1)] = 1, dag_id: str = DAG_ID) -> HTMLResponse:
     listing = history.list_runs(audit, dag_id, since=_utc_day(since), until=_utc_day(until),
-                                status=status, mode=mode, limit=PAGE_SIZE,
+                                status=status, mode=mode, sort=sort, limit=PAGE_SIZE,
                                 offset=(page - 1) * PAGE_SIZE)
     filters = {"since": since or "", "until": until or "", "status": status or "",
-               "mode": mode or ""}
+               "mode": mode or "", "sort": sort}
     pages = max(1, math.ceil(listing.total / PAGE_SIZE))
 
     def page_link(number: int) -> str:
@@ -131,7 +133,7 @@ def history_page(request: Request, audit: Store, since: date | None = None,
     return HTMLResponse(templates.get_template("history.html").render(
         listing=listing, filters=filters, page=page, pages=pages, page_link=page_link,
         chart=chart(listing.runs), prefix=PREFIX, quote=quote, dag_id=dag_id,
-        modes=history.MODES, statuses=history.STATUSES))
+        modes=history.MODES, statuses=history.STATUSES, sorts=history.SORTS))
 
 
 @app.get("/ui/runs/{run_id}", response_class=HTMLResponse, include_in_schema=False)
@@ -144,29 +146,31 @@ def run_page(run_id: str, audit: Store, dag_id: str = DAG_ID) -> HTMLResponse:
         run=detail, rejects=rejects, prefix=PREFIX, quote=quote))
 
 
-def chart(runs: list[history.RunRow], width: int = 900, height: int = 160) -> str:
-    """Sent (or would send) and rejected per run, oldest on the left, as inline SVG."""
+def chart(runs: list[history.RunRow], width: int = 900, height: int = 160) -> dict | None:
+    """Sent (or, in a dry run, would send), unchanged and rejected per run, one group of bars
+    per run in the order of the page reversed (oldest on the left), as numbers the template
+    draws into inline SVG (escaped like every other value it renders)."""
     ordered = list(reversed(runs))
     if not ordered:
-        return ""
-    peak = max(max(r.sent + r.would_send, r.rejected) for r in ordered) or 1
+        return None
+    peak = max(max(r.sent + r.would_send, r.unchanged, r.rejected) for r in ordered) or 1
     slot = width / len(ordered)
-    bar = min(24.0, max(1.0, slot / 2 - 1))
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height + 20}" '
-             f'role="img" aria-label="sent and rejected per run">',
-             f'<text x="{width}" y="12" text-anchor="end">max {peak:,}</text>']
+    bar = min(16.0, max(1.0, slot / 3 - 1))
+    groups = []
     for index, item in enumerate(ordered):
-        x = index * slot
-        for offset, value, css in ((0, item.sent + item.would_send, "sent"),
-                                   (bar + 1, item.rejected, "rejected")):
+        bars = []
+        for offset, (css, label, value) in enumerate((
+                ("sent", "would send" if item.dry_run else "sent",
+                 item.would_send if item.dry_run else item.sent),
+                ("unchanged", "unchanged", item.unchanged),
+                ("rejected", "rejected", item.rejected))):
             h = height * value / peak
-            parts.append(f'<rect class="{css}" x="{x + offset:.1f}" y="{height - h:.1f}" '
-                         f'width="{bar:.1f}" height="{h:.1f}"><title>{item.run_id}: '
-                         f'{css} {value}</title></rect>')
-    parts.append(f'<text x="0" y="{height + 15}">{ordered[0].window_start:%Y-%m-%d %H:%M}</text>')
-    parts.append(f'<text x="{width}" y="{height + 15}" text-anchor="end">'
-                 f'{ordered[-1].window_start:%Y-%m-%d %H:%M}</text></svg>')
-    return "".join(parts)
+            bars.append({"css": css, "x": round(index * slot + offset * (bar + 1), 1),
+                         "y": round(height - h, 1), "h": round(h, 1),
+                         "title": f"{item.run_id}: {label} {value:,}"})
+        groups.append(bars)
+    return {"width": width, "height": height, "bar": round(bar, 1), "peak": peak,
+            "groups": groups, "first": ordered[0].run_id, "last": ordered[-1].run_id}
 
 
 class SegmentSyncPlugin(AirflowPlugin):

@@ -36,7 +36,8 @@ SCHEDULED_ROW = {
     "window_end": "2026-11-25T01:00:00Z", "window_source": "data_interval",
     "dry_run": False, "considered": 10, "sent": 7, "would_send": 0, "unchanged": 2,
     "rejected": 1, "batches": 1, "started_at": "2026-11-25T01:00:05Z",
-    "finished_at": "2026-11-25T01:00:09.500000Z", "duration_s": 4.5, "error": None}
+    "finished_at": "2026-11-25T01:00:09.500000Z", "duration_s": 4.5, "error": None,
+    "failed_task": None, "notes": []}
 
 
 def at(day: int, hour: int, minute: int = 0, second: float = 0) -> datetime:
@@ -47,7 +48,7 @@ def at(day: int, hour: int, minute: int = 0, second: float = 0) -> datetime:
 def _run(mode: str, status: str, window: tuple[datetime, datetime], started: datetime,
          finished: datetime, **counts: object) -> dict:
     values = {"considered": 0, "sent": 0, "would_send": 0, "unchanged": 0, "rejected": 0,
-              "batches": 0, "dry_run": False, "error": None, **counts}
+              "batches": 0, "dry_run": False, "error": None, "failed_task": None, **counts}
     return {"mode": mode, "status": status, "window_start": window[0], "window_end": window[1],
             "window_source": "data_interval" if mode != "manual" else "params",
             "params": {"start": None, "end": None, "full_refresh": False,
@@ -73,7 +74,7 @@ def seed(url: str, staging_root: str | None = None) -> None:
     store.record_run(RunKey(DAG_ID, MANUAL), **_run(
         "manual", "failed", (at(25, 2), at(25, 3)), at(25, 3, 10), at(25, 3, 10, 2),
         considered=4, would_send=3, rejected=1, batches=1, dry_run=True,
-        error="1 of 4 users rejected (25.0%), over the 5.0% threshold"))
+        error="1 of 4 users rejected (25.0%), over the 5.0% threshold", failed_task="audit"))
     store.record_batch(RunKey(DAG_ID, SCHEDULED), BatchEntry(
         0, 1, "sent", 7, 4000, 2, "moesif-segment-sync-aaa", "moesif-segment-sync-ggg"))
     store.replace_rejects(RunKey(DAG_ID, SCHEDULED), [{

@@ -8,6 +8,7 @@ set-up; a bad value fails fast with the variable's name in the message.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -32,6 +33,9 @@ class SyncSettings(BaseSettings):
         "", description="URL of the staging root (file://, s3://, gs://, memory://); "
         "empty means a folder under AIRFLOW_HOME")
     schedule: str = Field("0 * * * *", description="cron expression of the sync windows (UTC)")
+    max_window: timedelta = Field(
+        timedelta(days=31), gt=timedelta(0), description="longest window a run may sync "
+        "without the allow_long_window param (ISO 8601 duration like P31D, or seconds)")
     page_size: int = Field(1000, ge=1, le=10_000, description="Moesif search page size")
     id_chunk_size: int = Field(
         500, ge=1, le=10_000, description="ids per `terms` lookup when fetching by company id")

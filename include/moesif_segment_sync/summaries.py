@@ -131,7 +131,9 @@ class RunFigures(BaseModel):
     batches: int
     started_at: datetime | None
     finished_at: datetime | None
-    error: str | None = None
+    error: str | None = None  # one line, never a trace: the trace stays in the task log
+    failed_task: str | None = None
+    notes: list[str] = []  # what a person should know: a window with nothing in it, ...
 
 
 class RunRecord(RunFigures):
@@ -140,7 +142,7 @@ class RunRecord(RunFigures):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     params: dict[str, Any]
-    counts: RunCounts
+    counts: RunCounts | None  # None for a run that failed before its audit
     timings: dict[str, float | None]
     staging: str
 

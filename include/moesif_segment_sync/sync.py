@@ -14,6 +14,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from typing import Any, TypeVar
 
 from . import codec
@@ -37,6 +38,7 @@ from .summaries import (
     StageSummary,
 )
 from .window import RunParams, Window
+from .window import check_window as check_window_rules
 
 log = logging.getLogger(__name__)
 S = TypeVar("S", bound=StageSummary)
@@ -83,6 +85,18 @@ def _stage(function: Callable[..., S]) -> Callable[..., S]:
         return summary.model_copy(update={"started_at": started_at})
 
     return timed
+
+
+def check_window(run: Run) -> dict:
+    """Refuse a window that cannot be meant (``window.check_window``) before anything is
+    extracted; the window and how it was chosen, for the task log."""
+    check_window_rules(run.window, run.params, now=now(), max_window=run.settings.max_window)
+    for note in run.window.notes:
+        log.warning("%s", note)
+    log.info("window [%s, %s) from %s", run.window.start.isoformat(),
+             run.window.end.isoformat(), run.window.source)
+    return {"window_start": format_utc(run.window.start), "window_end": format_utc(run.window.end),
+            "window_source": run.window.source, "notes": list(run.window.notes)}
 
 
 def _moesif(run: Run, moesif: Endpoint) -> MoesifClient:
@@ -162,7 +176,8 @@ def audit(run: Run, extracted_users: ExtractedUsers | dict,
                      Loaded.summed([Loaded.model_validate(part) for part in loads]))
     error = _verdict(record, run.settings.max_rejected_share)
     record = record.model_copy(update={"status": "failed" if error else "success",
-                                       "error": str(error) if error else None})
+                                       "error": str(error) if error else None,
+                                       "failed_task": "audit" if error else None})
     report = _persist(run, record)
     log.info("run summary\n%s", summary_table(report))
     if error:
@@ -192,7 +207,9 @@ def _record(run: Run, users: ExtractedUsers, companies: ExtractedCompanies, buil
             resumed_batches=loaded.resumed_batches, send_attempts=loaded.attempts,
             bytes=loaded.bytes),
         timings={name: summary.seconds for name, summary in stages.items()},
-        staging=run.staging().dir_url)
+        staging=run.staging().dir_url,
+        notes=[*run.window.notes, *(["0 users changed or seen in this window"]
+                                    if built.considered == 0 else [])])
 
 
 def _verdict(record: RunRecord, max_rejected_share: float) -> SyncError | None:
@@ -221,6 +238,44 @@ def _persist(run: Run, record: RunRecord) -> dict:
               "rejects_stored": stored_rejects, "audit_store": store.url}
     stage.write_json(staging.AUDIT, report)
     return report
+
+
+def record_failure(run: Run, task: str, error: str, *, started_at: datetime | None = None,
+                   built: Shard | dict | None = None) -> None:
+    """The record of a run that failed in ``task``: its window, ``failed``, the one-line
+    ``error``, and what it did so far (the transform's counts when it got that far, the
+    batches the ledger holds as sent). A later attempt that succeeds writes over it."""
+    store = run.audit_store()
+    try:
+        existing = store.run(run.key)
+        if existing and existing["status"] == "failed" and existing["failed_task"] == task \
+                and existing["counts"]:
+            return  # the audit's own verdict, recorded whole
+        ledger = [entry for entry in store.ledger(run.key).values() if entry.status == "sent"]
+        shard = Shard.model_validate(built) if built is not None else None
+        sent = sum(entry.messages for entry in ledger)
+        record = RunRecord(
+            mode=run.mode, status="failed", window_start=run.window.start,
+            window_end=run.window.end, window_source=run.window.source,
+            dry_run=run.params.dry_run, considered=shard.considered if shard else 0,
+            sent=sent, would_send=0, unchanged=0, rejected=shard.rejected if shard else 0,
+            batches=len(ledger), started_at=started_at, finished_at=now(), error=error,
+            failed_task=task, notes=[*run.window.notes, *_next_step(task, ledger)],
+            params=run.params.as_dict(), counts=None, timings={},
+            staging=run.staging().dir_url)
+        store.record_run(run.key, **{**record.model_dump(), "counts": {}})
+    finally:
+        store.close()
+
+
+def _next_step(task: str, sent: list) -> list[str]:
+    if task != "load":
+        return [f"fix the cause and clear the {task} task: the run starts again from there"]
+    last = max((entry.batch_no for entry in sent), default=0)
+    return [f"{len(sent)} batch(es), {sum(e.messages for e in sent):,} messages, reached "
+            f"Segment before the failure; fix the cause and clear the load task: it resumes "
+            f"after batch {last}" if sent else
+            "no batch reached Segment; fix the cause and clear the load task"]
 
 
 def check_rejected_share(rejected: int, considered: int, threshold: float) -> None:

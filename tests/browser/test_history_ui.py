@@ -63,13 +63,16 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
 # What the history table shows for each seeded run, by column heading.
 EXPECTED_ROWS = {
     MANUAL: {"window": "2026-11-25 02:00 → 2026-11-25 03:00", "mode": "manual (dry run)",
-             "status": "failed", "considered": "4", "sent": "3", "unchanged": "0",
+             "started": "2026-11-25 03:10:00", "status": "failed in audit", "considered": "4",
+             "sent": "0", "would send": "3", "unchanged": "0",
              "rejected": "1", "batches": "1", "duration": "2.0 s", "run": MANUAL},
     SCHEDULED: {"window": "2026-11-25 00:00 → 2026-11-25 01:00", "mode": "scheduled",
-                "status": "success", "considered": "10", "sent": "7", "unchanged": "2",
+                "started": "2026-11-25 01:00:05", "status": "success", "considered": "10",
+                "sent": "7", "would send": "", "unchanged": "2",
                 "rejected": "1", "batches": "1", "duration": "4.5 s", "run": SCHEDULED},
     BACKFILL: {"window": "2026-11-24 00:00 → 2026-11-24 01:00", "mode": "backfill",
-               "status": "success", "considered": "5", "sent": "5", "unchanged": "0",
+               "started": "2026-11-26 07:00:00", "status": "success", "considered": "5",
+               "sent": "5", "would send": "", "unchanged": "0",
                "rejected": "0", "batches": "1", "duration": "3.0 s", "run": BACKFILL},
 }
 SCHEDULED_COUNTS = {"considered": "10", "sent": "7", "unchanged": "2", "rejected": "1"}
@@ -77,8 +80,9 @@ SCHEDULED_LEDGER = {"batch": "1", "status": "sent", "messages": "7", "bytes": "4
                     "attempts": "2", "error": ""}
 SCHEDULED_REJECT = {"entity": "user", "id": "(none)", "kind": "no_user_id",
                     "reason": "user_id is blank"}
-MANUAL_COUNTS = {"considered": "4", "sent": "3", "unchanged": "0", "rejected": "1"}
-MANUAL_ERROR = "1 of 4 users rejected (25.0%), over the 5.0% threshold"
+MANUAL_COUNTS = {"considered": "4", "sent": "0", "would_send": "3", "unchanged": "0",
+                 "rejected": "1"}
+MANUAL_ERROR = "Failed in audit: 1 of 4 users rejected (25.0%), over the 5.0% threshold"
 
 # The rows of a table as {heading: visible text}; columns are found by heading, not position.
 TABLE_JS = """
@@ -316,17 +320,20 @@ def test_history_in_airflows_navigation(ui):
     ui.enter_iframe("Segment sync")
 
     rows = wait_for_table(driver, "#runs", rows=3)
-    assert [row["_run_id"] for row in rows] == [MANUAL, SCHEDULED, BACKFILL], \
-        "runs are not newest window first"
+    assert [row["_run_id"] for row in rows] == [BACKFILL, MANUAL, SCHEDULED], \
+        "runs are not the last started first"
     for row in rows:
         expected = EXPECTED_ROWS[row["_run_id"]]
         assert subset(row, expected) == expected, row
     heading = driver.find_element(By.TAG_NAME, "h1").text
     assert "(3 runs of moesif_to_segment)" in heading, heading
-    chart = driver.find_element(By.CSS_SELECTOR, "svg[aria-label='sent and rejected per run']")
+    chart = driver.find_element(By.CSS_SELECTOR,
+                                "svg[aria-label='sent, unchanged and rejected per run']")
     assert chart.is_displayed()
-    assert len(chart.find_elements(By.CSS_SELECTOR, "rect.sent")) == 3
-    assert len(chart.find_elements(By.CSS_SELECTOR, "rect.rejected")) == 3
+    for kind in ("sent", "unchanged", "rejected"):
+        assert len(chart.find_elements(By.CSS_SELECTOR, f"rect.{kind}")) == 3, kind
+    titles = [t.get_attribute("textContent") for t in chart.find_elements(By.TAG_NAME, "title")]
+    assert f"{MANUAL}: would send 3" in titles and f"{SCHEDULED}: unchanged 2" in titles
     fit = iframe_fit(driver, "Segment sync")
     driver.switch_to.default_content()
     screenshot(driver, "03-history-in-airflow")
@@ -381,6 +388,9 @@ def test_the_dag_runs_segment_sync_audit_tab(ui):
     assert driver.execute_script(COUNTS_JS) == MANUAL_COUNTS
     labels = [dt.text for dt in driver.find_elements(By.CSS_SELECTOR, "#counts dt")]
     assert "would send" in labels, labels  # a dry run
+    params = [li.text for li in driver.find_elements(By.CSS_SELECTOR, "#params li")]
+    assert params == ["start: not set", "end: not set", "full refresh: no", "dry run: yes",
+                      "force: no"], params
     assert driver.find_element(By.CSS_SELECTOR, "p.failed").text == MANUAL_ERROR
     ledger = table(driver, "#ledger")
     assert [row.get("_text") for row in ledger] == ["No batches (nothing to send)."], ledger
@@ -391,6 +401,41 @@ def test_the_dag_runs_segment_sync_audit_tab(ui):
     driver.switch_to.default_content()
     screenshot(driver, "06-dag-run-tab")
     assert fit["iframe_height"] > 200, f"the audit tab's iframe is too short to use: {fit}"
+
+
+def test_the_trigger_form_shows_titles_formats_and_sections(ui):
+    driver = ui.driver
+    ui.open(f"/dags/{DAG_ID}")
+    wait(driver).until(ec.element_to_be_clickable(
+        (By.CSS_SELECTOR, 'button[aria-label="Trigger Dag"]'))).click()
+    wait(driver).until(ec.presence_of_element_located(
+        (By.CSS_SELECTOR, "[data-testid=config-form]")), "the trigger form did not open")
+    seen = {}
+    for section, titles in (("Window", ("Window start", "Window end", "Allow a long window")),
+                            ("Modes", ("Dry run", "Full refresh", "Force", "Doctor first"))):
+        trigger = driver.find_element(By.CSS_SELECTOR, f"button[id$=':trigger:{section}']")
+        driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", trigger)
+        wait(driver).until(ec.element_to_be_clickable(trigger)).click()
+        wait(driver).until(lambda d, b=trigger: b.get_attribute("aria-expanded") == "true",
+                           f"the {section} section did not open")
+        content = driver.find_element(By.CSS_SELECTOR, f"[id$=':content:{section}']")
+        wait(driver).until(lambda d, c=content, t=titles: all(x in c.text for x in t),
+                           f"the {section} section does not show {titles}")
+        seen[section] = (content.text, [(field.get_attribute("type"),
+                                         field.get_attribute("outerHTML")[:200])
+                                        for field in content.find_elements(By.TAG_NAME, "input")])
+        screenshot(driver, f"07-trigger-form-{section.lower()}")
+    (window, inputs), (modes, _) = seen["Window"], seen["Modes"]
+    assert "ISO date or datetime, e.g. 2026-11-25T13:00:00Z" in window, window
+    assert "When both are set they win over the data interval" in window, window
+    assert "each backfill run always syncs its own interval" in window, window
+    assert "Try this first." in modes, modes
+    # The booleans carry no "required" star; the window is picked as a date and time.
+    assert "*" not in modes, modes
+    assert window.count("Select date and time") == 2, window  # Airflow's date-time pickers
+    assert [kind for kind, _ in inputs] == ["checkbox"], inputs  # allow_long_window's switch
+    lines = (window + "\n" + modes).splitlines()
+    assert not {"start", "end", "full_refresh", "dry_run"} & set(lines)  # titles, not raw keys
 
 
 def test_the_browser_is_offline_friendly(ui):

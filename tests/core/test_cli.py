@@ -27,16 +27,30 @@ def run(url: str, *args: str) -> str:
     return out.getvalue()
 
 
-def test_runs_as_a_table_newest_window_first(url):
-    assert run(url, "runs") == (
-        "run_id                                mode       status   window_start          "
-        "considered  sent  unchanged  rejected  batches  duration_s\n"
-        f"{MANUAL}     manual     failed   2026-11-25T02:00:00Z  4           0     0          "
-        "1         1        2.0\n"
-        f"{SCHEDULED}  scheduled  success  2026-11-25T00:00:00Z  10          7     2          "
-        "1         1        4.5\n"
-        f"{BACKFILL}   backfill   success  2026-11-24T00:00:00Z  5           5     0          "
-        "0         1        3.0\n")
+HEADER = ("run_id                                mode       status   failed_task  started_at      "
+          "      window_start          considered  sent  would_send  unchanged  rejected  batches  "
+          "duration_s\n")
+ROWS = {
+    BACKFILL: f"{BACKFILL}   backfill   success               2026-11-26T07:00:00Z  "
+              "2026-11-24T00:00:00Z  5           5     0           0          0         1        "
+              "3.0\n",
+    MANUAL: f"{MANUAL}     manual     failed                2026-11-25T03:10:00Z  "
+            "2026-11-25T02:00:00Z  4           0     3           0          1         1        "
+            "2.0\n",
+    SCHEDULED: f"{SCHEDULED}  scheduled  success               2026-11-25T01:00:05Z  "
+               "2026-11-25T00:00:00Z  10          7     0           2          1         1        "
+               "4.5\n",
+}
+
+
+def test_runs_as_a_table_the_last_started_first(url):
+    # The backfill of an older window ran last: an operator's log puts it on top.
+    assert run(url, "runs") == HEADER + ROWS[BACKFILL] + ROWS[MANUAL] + ROWS[SCHEDULED]
+
+
+def test_runs_as_a_table_newest_window_first_on_request(url):
+    assert run(url, "runs", "--sort", "window") == (
+        HEADER + ROWS[MANUAL] + ROWS[SCHEDULED] + ROWS[BACKFILL])
 
 
 def test_runs_as_json_with_filters(url):

@@ -273,14 +273,83 @@ def test_a_wrong_moesif_key_fails_with_the_scope_hint(dag, world, monkeypatch, c
     assert "mk-wrong-0000" not in text
 
 
-def test_start_after_end_fails_with_the_message_a_person_needs(dag, world, capfd):
+def test_start_after_end_fails_one_task_once_and_is_in_the_history(dag, world, caplog):
     dag_run = run(dag, start="2026-11-25T02:00:00Z", end="2026-11-25T01:00:00Z")
 
-    assert states(dag_run)["extract_users"] == "failed"
-    output = capfd.readouterr()
-    assert "param 'start' (2026-11-25T02:00:00+00:00) must be before 'end' " \
-           "(2026-11-25T01:00:00+00:00)" in output.out + output.err
+    assert states(dag_run)["check_window"] == "failed"
+    assert {states(dag_run)[task] for task in ("extract_users", "extract_companies")} == {
+        "upstream_failed"}
+    message = ("param 'start' (2026-11-25T02:00:00+00:00) must be before 'end' "
+               "(2026-11-25T01:00:00+00:00)")
+    alerts = [record.getMessage() for record in caplog.records
+              if record.getMessage().startswith("moesif_to_segment failed")]
+    assert alerts == [f"moesif_to_segment failed: run {dag_run.run_id}, task check_window: "
+                      f"{message}"]
     assert world.moesif.requests == []
+    last = world.last_run()
+    assert (last["run_id"], last["status"], last["failed_task"], last["error"]) == (
+        dag_run.run_id, "failed", "check_window", message)
+    # The params are bad, so the record shows the window the run would otherwise have had.
+    assert (last["window_start"].replace(tzinfo=UTC), last["window_end"].replace(tzinfo=UTC),
+            last["window_source"]) == (*DEMO_WINDOW, "data_interval")
+
+
+@pytest.mark.parametrize(("conf", "error"), [
+    ({"start": "2026-11-25T00:00:00Z", "end": "2099-01-01T00:00:00Z"},
+     r"window \[2026-11-25T00:00:00\+00:00, 2099-01-01T00:00:00\+00:00\) ends in the future "
+     r"\(now is 20\d\d-"),
+    ({"start": "2015-11-25", "end": "2026-11-25"},
+     r"window \[2015-11-25T00:00:00\+00:00, 2026-11-25T00:00:00\+00:00\) is 4018 days long, "
+     r"over MOESIF_SEGMENT_MAX_WINDOW \(31 days\): set the param allow_long_window"),
+    ({"start": "yesterday", "end": "2026-11-25"},
+     r"start: expected an ISO date or datetime like 2026-11-25T13:00Z, got 'yesterday'$"),
+])
+def test_a_window_that_cannot_be_meant_is_refused_before_anything_is_extracted(dag, world, conf,
+                                                                                error):
+    dag_run = run(dag, **conf)
+
+    assert states(dag_run)["check_window"] == "failed"
+    assert world.moesif.requests == []
+    last = world.last_run()
+    assert (last["status"], last["failed_task"]) == ("failed", "check_window")
+    assert re.match(error, last["error"]), last["error"]
+
+
+def test_a_long_window_runs_when_allow_long_window_is_set(dag, world):
+    dag_run = run(dag, start="2026-10-01", end="2026-11-25T01:00:00Z", allow_long_window=True)
+
+    assert str(dag_run.state) == "success", states(dag_run)
+    assert world.last_run()["considered"] > 0
+
+
+def test_a_window_with_nothing_in_it_succeeds_with_a_note(dag, world):
+    dag_run = run(dag, start="2026-11-20T00:00:00Z", end="2026-11-20T01:00:00Z")
+
+    assert str(dag_run.state) == "success", states(dag_run)
+    last = world.last_run()
+    assert (last["considered"], last["sent"], last["status"]) == (0, 0, "success")
+    assert last["notes"] == ["0 users changed or seen in this window"]
+
+
+def test_a_load_refused_after_two_batches_is_in_the_history_with_what_was_delivered(
+        dag, world, monkeypatch):
+    monkeypatch.setenv("MOESIF_SEGMENT_MAX_BATCH_BYTES", "60000")
+    world.segment.inject(400, after=2, times=10, body={"code": "invalid_request",
+                                                       "message": "Invalid JSON at item 17"})
+
+    dag_run = run(dag)
+
+    assert states(dag_run)["load"] == "failed"
+    last = world.last_run()
+    delivered = len(world.segment.delivered)
+    assert (last["status"], last["failed_task"], last["batches"], last["sent"]) == (
+        "failed", "load", 2, delivered)
+    assert last["error"].startswith("Segment answered 400 to batch 3")
+    assert "Invalid JSON at item 17" in last["error"] and "Traceback" not in last["error"]
+    assert last["considered"] == len(expected_user_ids(world.dataset)) + last["rejected"]
+    assert last["notes"] == [
+        f"2 batch(es), {delivered:,} messages, reached Segment before the failure; fix the "
+        "cause and clear the load task: it resumes after batch 2"]
 
 
 def test_the_doctor_param_checks_first_and_a_failing_check_stops_the_run(dag, world, monkeypatch,

@@ -40,14 +40,18 @@ def world(tmp_path):
         yield dataset, segment, server
 
 
+# What a person who fills start/end in the Backfill dialog's Run Parameters sends along.
+EXPLICIT = {"start": "2026-11-02T00:00:00Z", "end": "2026-11-02T06:00:00Z"}
+
+
 @pytest.mark.timeout(BACKFILL_SECONDS + 300)
-def test_a_three_day_backfill_syncs_each_window_once(world):
+def test_a_three_day_backfill_syncs_each_window_once_whatever_its_params(world):
     dataset, segment, server = world
     server.api("PATCH", f"/api/v2/dags/{DAG_ID}", json={"is_paused": False})
     backfill = server.create_backfill({
         # Both dates are logical dates (interval starts), both included.
         "dag_id": DAG_ID, "from_date": FROM.isoformat(), "to_date": LAST_START.isoformat(),
-        "max_active_runs": 1, "reprocess_behavior": "none"})
+        "max_active_runs": 1, "reprocess_behavior": "none", "dag_run_conf": EXPLICIT})
 
     deadline = time.monotonic() + BACKFILL_SECONDS
     while True:
@@ -75,6 +79,11 @@ def test_a_three_day_backfill_syncs_each_window_once(world):
         window = (record["window_start"].replace(tzinfo=UTC).isoformat().replace("+00:00", "Z"),
                   record["window_end"].replace(tzinfo=UTC).isoformat().replace("+00:00", "Z"))
         assert window == (run["data_interval_start"], run["data_interval_end"])
+        assert record["window_source"] == "data_interval"
+        assert record["notes"] == [
+            "params start/end (2026-11-02T00:00:00+00:00 to 2026-11-02T06:00:00+00:00) ignored: "
+            "a backfill run syncs its own data interval"] + (
+            ["0 users changed or seen in this window"] if record["considered"] == 0 else [])
     assert len([r for r in records.values() if r["mode"] == "backfill"]) == 12
 
     expected = dataset.expected_user_ids(FROM, TO)

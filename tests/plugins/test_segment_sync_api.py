@@ -64,17 +64,23 @@ def test_the_ui_session_cookie_is_enough(client, auth):
         client.cookies.clear()
 
 
-def test_runs_newest_window_first_with_exact_fields(client, auth):
+def test_runs_the_last_started_first_with_exact_fields(client, auth):
     page = client.get("/segment-sync/runs", headers=auth).json()
     assert (page["total"], page["limit"], page["offset"]) == (3, 50, 0)
+    assert [run["run_id"] for run in page["runs"]] == [BACKFILL, MANUAL, SCHEDULED]
+    assert page["runs"][2] == SCHEDULED_ROW
+
+
+def test_runs_newest_window_first_on_request(client, auth):
+    page = client.get("/segment-sync/runs?sort=window", headers=auth).json()
     assert [run["run_id"] for run in page["runs"]] == [MANUAL, SCHEDULED, BACKFILL]
-    assert page["runs"][1] == SCHEDULED_ROW
 
 
 @pytest.mark.parametrize(("query", "expected"), [
     ("status=failed", [MANUAL]),
     ("mode=backfill", [BACKFILL]),
     ("since=2026-11-25", [MANUAL, SCHEDULED]),
+    ("sort=window&since=2026-11-24", [MANUAL, SCHEDULED, BACKFILL]),
     ("until=2026-11-25", [BACKFILL]),
     ("since=2026-11-25&mode=scheduled&status=success", [SCHEDULED]),
 ])
@@ -87,8 +93,8 @@ def test_filters(client, auth, query, expected):
 def test_paging(client, auth):
     first = client.get("/segment-sync/runs?limit=2", headers=auth).json()
     second = client.get("/segment-sync/runs?limit=2&offset=2", headers=auth).json()
-    assert [r["run_id"] for r in first["runs"]] == [MANUAL, SCHEDULED]
-    assert [r["run_id"] for r in second["runs"]] == [BACKFILL]
+    assert [r["run_id"] for r in first["runs"]] == [BACKFILL, MANUAL]
+    assert [r["run_id"] for r in second["runs"]] == [SCHEDULED]
     assert first["total"] == second["total"] == 3
 
 

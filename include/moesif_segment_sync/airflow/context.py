@@ -126,17 +126,19 @@ def staging_root(configured: str) -> str:
     return configured or (airflow_home() / "moesif_segment_staging").as_uri()
 
 
-def current_run(audit_conn_id: str = AUDIT_CONN_ID) -> Run:
-    """The ``Run`` of the task being executed, from Airflow's context."""
+def current_run(audit_conn_id: str = AUDIT_CONN_ID, *, ignore_params: bool = False) -> Run:
+    """The ``Run`` of the task being executed, from Airflow's context (``ignore_params``: as
+    if no param were set, to record a run whose params are bad)."""
     context = get_current_context()
     dag_run = context["dag_run"]
     settings = load_settings()
-    params = RunParams.from_params(dict(context["params"]))
+    params = RunParams() if ignore_params else RunParams.from_params(dict(context["params"]))
+    run_type = str(getattr(dag_run.run_type, "value", dag_run.run_type))
     window = resolve_window(params, interval_start=context.get("data_interval_start"),
                             interval_end=context.get("data_interval_end"),
-                            run_after=dag_run.run_after, schedule=settings.schedule)
-    run_type = getattr(dag_run.run_type, "value", dag_run.run_type)
-    return Run(dag_id=dag_run.dag_id, run_id=dag_run.run_id, mode=str(run_type),
+                            run_after=dag_run.run_after, schedule=settings.schedule,
+                            backfill=run_type == "backfill")
+    return Run(dag_id=dag_run.dag_id, run_id=dag_run.run_id, mode=run_type,
                window=window, params=params, settings=settings,
                staging_root=staging_root(settings.staging_root),
                audit_url=audit_url(audit_conn_id))
@@ -155,6 +157,36 @@ def run_doctor(moesif_conn_id: str = MOESIF_CONN_ID,
     if failing:
         raise ConfigError(f"the doctor found failing checks: {', '.join(failing)} "
                           "(each with its fix in the log above)")
+
+
+def is_last_attempt(error: BaseException) -> bool:
+    """Whether the task fails for good with ``error``: it is not to be retried, or it was the
+    task's last try."""
+    ti = get_current_context()["ti"]
+    return isinstance(error, AirflowFailException) or ti.try_number > ti.max_tries
+
+
+def record_failure(task_id: str, error: BaseException, audit_conn_id: str) -> None:
+    """Write the run's failed record (``sync.record_failure``), so the history shows a run
+    that never reached its audit. A store that cannot take it is logged, never raised over
+    the task's own error."""
+    from .. import sync
+
+    context = get_current_context()
+    try:
+        try:
+            run = current_run(audit_conn_id)
+        except ConfigError:  # bad params: the record still shows the run, its window unset
+            run = current_run(audit_conn_id, ignore_params=True)
+        shards = context["ti"].xcom_pull(task_ids="transform") if task_id in (
+            "load", "audit") else None
+        text = str(error).strip().splitlines()
+        sync.record_failure(run, task_id, (text[0] if text else type(error).__name__)[:500],
+                            started_at=context["dag_run"].start_date,
+                            built=shards[0] if shards else None)
+    except Exception as exc:  # noqa: BLE001 - the task's own error is the one to raise
+        log.warning("the run's failure could not be recorded in the audit store: %s: %s",
+                    type(exc).__name__, str(exc)[:300])
 
 
 @contextmanager

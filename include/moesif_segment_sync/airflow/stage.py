@@ -3,7 +3,9 @@
 A task body decorated with ``@stage(...)`` is called with the run (``Run``, from Airflow's
 context), the ``sync`` module, and the endpoints of the connections it names. Nothing heavy
 is imported until the task runs, so the DAG file stays cheap to parse. Errors that a retry
-cannot fix (a bad setting or param, a 4xx, an accounting breach) fail the task at once.
+cannot fix (a bad setting or param, a 4xx, an accounting breach) fail the task at once,
+and a task that fails for good leaves the run's failed record in the audit store, so every
+run is in the history.
 """
 
 from __future__ import annotations
@@ -36,16 +38,21 @@ def stage(*, audit: str, moesif: str | None = None, segment: str | None = None,
             from .. import sync
             from . import context
 
-            with context.failing_fast():
-                run = context.current_run(audit)
-                if doctor is not None and run.params.doctor:
-                    context.run_doctor(*doctor)
-                if moesif is not None:
-                    kwargs["moesif"] = context.moesif_endpoint(moesif)
-                if segment is not None:
-                    kwargs["segment"] = (None if run.params.dry_run
-                                         else context.segment_endpoint(segment))
-                return _as_json(body(run, sync, *args, **kwargs))
+            try:
+                with context.failing_fast():
+                    run = context.current_run(audit)
+                    if doctor is not None and run.params.doctor:
+                        context.run_doctor(*doctor)
+                    if moesif is not None:
+                        kwargs["moesif"] = context.moesif_endpoint(moesif)
+                    if segment is not None:
+                        kwargs["segment"] = (None if run.params.dry_run
+                                             else context.segment_endpoint(segment))
+                    return _as_json(body(run, sync, *args, **kwargs))
+            except Exception as error:
+                if context.is_last_attempt(error):
+                    context.record_failure(body.__name__, error, audit)
+                raise
 
         # Airflow binds a task's arguments to its callable's signature: the task takes only
         # what the body takes beyond the run, sync and the endpoints given here.

@@ -67,6 +67,8 @@ def _parser() -> argparse.ArgumentParser:
     runs.add_argument("--until", help="windows starting before this ISO date/datetime")
     runs.add_argument("--status", choices=history.STATUSES)
     runs.add_argument("--mode", choices=history.MODES)
+    runs.add_argument("--sort", choices=history.SORTS, default="started",
+                      help="the last started first (default), or the newest window first")
     runs.add_argument("--limit", type=int, default=50)
     runs.add_argument("--format", choices=("table", "json", "csv"), default="table")
     runs.set_defaults(command=_runs)
@@ -118,10 +120,10 @@ def _runs(args: argparse.Namespace, store: AuditStore, out: TextIO) -> None:
     except ConfigError as exc:
         raise ConfigError(str(exc).replace("param", "option")) from None
     page = history.list_runs(store, args.dag_id, since=since, until=until, status=args.status,
-                             mode=args.mode, limit=args.limit)
+                             mode=args.mode, sort=args.sort, limit=args.limit)
     _emit(out, args.format, page.runs, history.RUN_COLUMNS, table_columns=[
-        "run_id", "mode", "status", "window_start", "considered", "sent", "unchanged",
-        "rejected", "batches", "duration_s"])
+        "run_id", "mode", "status", "failed_task", "started_at", "window_start", "considered",
+        "sent", "would_send", "unchanged", "rejected", "batches", "duration_s"])
 
 
 def _show(args: argparse.Namespace, store: AuditStore, out: TextIO) -> None:
@@ -134,7 +136,7 @@ def _show(args: argparse.Namespace, store: AuditStore, out: TextIO) -> None:
     data = detail.model_dump(mode="json")
     fields = ["run_id", "mode", "status", "window_start", "window_end", "window_source",
               "dry_run", "considered", "sent", "would_send", "unchanged", "rejected", "batches",
-              "duration_s", "staging", "error"]
+              "duration_s", "staging", "failed_task", "error"]
     counts = ["routes", "rejected_by_kind", "warnings"]
     width = max(map(len, fields + counts))
     for name in fields:
@@ -143,6 +145,8 @@ def _show(args: argparse.Namespace, store: AuditStore, out: TextIO) -> None:
     out.write(f"{'timings':<{width}}  {json.dumps(data['timings'], sort_keys=True)}\n")
     for name in counts:
         out.write(f"{name:<{width}}  {json.dumps(data['counts'].get(name, {}), sort_keys=True)}\n")
+    for note in data["notes"]:
+        out.write(f"{'note':<{width}}  {note}\n")
     out.write("\nledger\n")
     _table(out, data["ledger"],
            ["shard", "batch_no", "status", "messages", "bytes", "attempts", "error"])

@@ -20,7 +20,9 @@ from sqlalchemy.exc import SQLAlchemyError
 from ..chunking import chunks
 from ..errors import AccountingError, ConfigError, SyncError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# Columns each version added to a store created by an earlier one: {version: [(table, column)]}.
+_ADDED = {2: [("sync_runs", "failed_task"), ("sync_runs", "notes")]}
 
 metadata = sa.MetaData()
 
@@ -53,6 +55,8 @@ runs = sa.Table(
     sa.Column("timings", sa.JSON, nullable=False),  # seconds per stage
     sa.Column("staging", sa.Text),                  # URL of the run's staged files
     sa.Column("error", sa.Text),
+    sa.Column("failed_task", sa.String(250)),       # the task a failed run stopped in
+    sa.Column("notes", sa.JSON),                    # what a person should know about the run
 )
 
 batches = sa.Table(
@@ -152,8 +156,19 @@ class AuditStore:
                 elif found > SCHEMA_VERSION:
                     raise ConfigError(f"audit store {self.url} has schema version {found}, newer "
                                       f"than this release's {SCHEMA_VERSION}: upgrade the sync")
+                elif found < SCHEMA_VERSION:
+                    self._upgrade(db, found)
         except SQLAlchemyError as exc:
             raise SyncError(f"audit store {self.url} is unavailable: {_reason(exc)}") from None
+
+    def _upgrade(self, db: sa.Connection, found: int) -> None:
+        """Add the columns of the versions after ``found`` to a store an older release made."""
+        for version in range(found + 1, SCHEMA_VERSION + 1):
+            for table_name, column_name in _ADDED.get(version, []):
+                column = metadata.tables[table_name].c[column_name]
+                kind = column.type.compile(dialect=self.engine.dialect)
+                db.execute(sa.text(f"ALTER TABLE {table_name} ADD COLUMN {column_name} {kind}"))
+            db.execute(schema_version.insert().values(version=version, applied_at=now()))
 
     # ---------------------------------------------------------------- ledger
 

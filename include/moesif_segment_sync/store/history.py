@@ -22,6 +22,7 @@ from ..summaries import RunFigures
 from .audit import AuditStore, BatchEntry, RunKey, batches, rejects, runs
 
 MODES = ("scheduled", "backfill", "manual")
+SORTS = ("started", "window")
 STATUSES = ("success", "failed")
 
 
@@ -84,13 +85,16 @@ def _row(record: dict) -> dict:
     record = _utc(record)
     started, finished = record.get("started_at"), record.get("finished_at")
     duration = (finished - started).total_seconds() if started and finished else None
-    return {**record, "duration_s": round(duration, 3) if duration is not None else None}
+    return {**record, "duration_s": round(duration, 3) if duration is not None else None,
+            "notes": record.get("notes") or []}  # runs recorded before notes existed
 
 
 def list_runs(store: AuditStore, dag_id: str, *, since: datetime | None = None,
               until: datetime | None = None, status: str | None = None,
-              mode: str | None = None, limit: int = 50, offset: int = 0) -> RunPage:
-    """Runs newest window first; ``since``/``until`` bound the window start, ``[since, until)``."""
+              mode: str | None = None, sort: str = "started", limit: int = 50,
+              offset: int = 0) -> RunPage:
+    """Runs, the last started first (``sort="window"``: the newest window first);
+    ``since``/``until`` bound the window start, ``[since, until)``."""
     where = [runs.c.dag_id == dag_id]
     if since is not None:
         where.append(runs.c.window_start >= since)
@@ -102,8 +106,9 @@ def list_runs(store: AuditStore, dag_id: str, *, since: datetime | None = None,
         where.append(runs.c.mode == mode)
     with store.engine.connect() as db:
         total = db.scalar(sa.select(sa.func.count()).select_from(runs).where(*where))
+        first = runs.c.window_start if sort == "window" else runs.c.started_at
         query = (sa.select(runs).where(*where)
-                 .order_by(runs.c.window_start.desc(), runs.c.finished_at.desc(),
+                 .order_by(first.desc().nulls_last(), runs.c.finished_at.desc(),
                            runs.c.run_id.desc())
                  .limit(limit).offset(offset))
         rows = [RunRow.model_validate(_row(dict(row))) for row in db.execute(query).mappings()]
@@ -163,7 +168,8 @@ def _cell(value: object) -> object:
     return "" if value is None else value
 
 
-RUN_COLUMNS = ["run_id", "mode", "status", "window_start", "window_end", "considered", "sent",
-               "would_send", "unchanged", "rejected", "batches", "duration_s", "error"]
+RUN_COLUMNS = ["run_id", "mode", "status", "failed_task", "started_at", "window_start",
+               "window_end", "considered", "sent", "would_send", "unchanged", "rejected",
+               "batches", "duration_s", "error"]
 REJECT_COLUMNS = ["seq", "entity", "entity_id", "kind", "reason", "raw_location", "raw_record"]
 MESSAGE_COLUMNS = ["userId", "messageId", "timestamp", "traits", "context"]
