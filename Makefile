@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test e2e e2e-celery doctor bench soak lint airflow lock clean
+.PHONY: demo test test-fast e2e e2e-celery doctor bench soak lint airflow lock clean
 
 $(STAMP): requirements.txt requirements-dev.txt requirements-lock.txt requirements-bench.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,6 +20,9 @@ demo: $(STAMP)  ## run the DAG once against the local stand-ins
 test: $(STAMP)  ## the whole test suite; scripts/provision first installs what it needs from Debian
 	scripts/provision
 	$(BIN)/python -m pytest
+
+test-fast: $(STAMP)  ## the suite without Airflow runs, the scheduler, Celery, the browser and PostgreSQL: the edit-test loop
+	$(BIN)/python -m pytest -m "not (airflow or scheduler or celery or browser or postgres)"
 
 e2e: $(STAMP)  ## a 3-day backfill through airflow standalone's real scheduler (also in `make test`)
 	$(BIN)/python -m pytest tests/e2e

@@ -164,10 +164,8 @@ def moesif_to_segment():
         return {key: report[key] for key in
                 ("considered", "sent", "would_send", "unchanged", "rejected", "batches", "status")}
 
-    window = check_window()
-    users = extract_users()
-    companies = extract_companies()
-    window >> [users, companies]
+    users, companies = extract_users(), extract_companies()
+    check_window() >> [users, companies]
     shards = transform()
     [users, companies] >> shards
     loads = load.expand(shard=shards)

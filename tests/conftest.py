@@ -29,6 +29,22 @@ os.environ.update({
 })
 
 
+# Slow suites, by folder: `make test-fast` leaves them out for the edit-test loop.
+_FOLDER_MARKS = {"e2e": ("scheduler",), "browser": ("browser", "scheduler"),
+                 "celery": ("celery", "postgres"), "dags": ("airflow",), "bench": ("airflow",)}
+
+
+def pytest_collection_modifyitems(config, items):
+    tests = Path(__file__).parent
+    for item in items:
+        for name in _FOLDER_MARKS.get(item.path.relative_to(tests).parts[0], ()):
+            item.add_marker(name)
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if "postgres_url" in getattr(item, "fixturenames", ()) or \
+                params.get("audit_url") == "postgres":
+            item.add_marker("postgres")
+
+
 def pytest_sessionfinish(session, exitstatus):
     shutil.rmtree(AIRFLOW_HOME, ignore_errors=True)
 

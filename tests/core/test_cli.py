@@ -34,7 +34,7 @@ ROWS = {
     BACKFILL: f"{BACKFILL}   backfill   success               2026-11-26T07:00:00Z  "
               "2026-11-24T00:00:00Z  5           5     0           0          0         1        "
               "3.0\n",
-    MANUAL: f"{MANUAL}     manual     failed                2026-11-25T03:10:00Z  "
+    MANUAL: f"{MANUAL}     manual     failed   audit        2026-11-25T03:10:00Z  "
             "2026-11-25T02:00:00Z  4           0     3           0          1         1        "
             "2.0\n",
     SCHEDULED: f"{SCHEDULED}  scheduled  success               2026-11-25T01:00:05Z  "

@@ -43,11 +43,12 @@ def test_schedule_is_an_hourly_utc_interval_timetable(dag):
     assert dag.max_active_runs == 1
 
 
-def test_the_graph_is_exactly_the_five_tasks(dag):
+def test_the_graph_is_exactly_the_six_tasks(dag):
     edges = {(task.task_id, down) for task in dag.tasks for down in task.downstream_task_ids}
     assert {task.task_id for task in dag.tasks} == {
-        "extract_users", "extract_companies", "transform", "load", "audit"}
+        "check_window", "extract_users", "extract_companies", "transform", "load", "audit"}
     assert edges == {
+        ("check_window", "extract_users"), ("check_window", "extract_companies"),
         ("extract_users", "transform"), ("extract_companies", "transform"),
         ("extract_users", "audit"), ("extract_companies", "audit"),
         ("transform", "load"), ("transform", "audit"), ("load", "audit"),
@@ -59,10 +60,26 @@ def test_loads_share_the_segment_pool(dag):
 
 
 def test_every_param_has_a_default_and_the_doc_explains_them(dag):
-    assert dict(dag.params) == {"start": None, "end": None, "full_refresh": False,
-                                "dry_run": False, "force": False, "doctor": False}
-    for name in ("start", "end", "full_refresh", "dry_run", "force", "doctor", "Backfill"):
+    assert dict(dag.params) == {"start": None, "end": None, "allow_long_window": False,
+                                "full_refresh": False, "dry_run": False, "force": False,
+                                "doctor": False}
+    for name in ("start", "end", "allow_long_window", "full_refresh", "dry_run", "force",
+                 "doctor", "Backfill"):
         assert name in dag.doc_md
+
+
+def test_every_param_has_a_title_a_section_and_a_description(dag):
+    sections = {name: param.schema["section"] for name, param in dag.params.items()}
+    assert sections == {"start": "Window", "end": "Window", "allow_long_window": "Window",
+                        "full_refresh": "Modes", "dry_run": "Modes", "force": "Modes",
+                        "doctor": "Modes"}
+    for name, param in dag.params.items():
+        assert param.schema["title"] and param.description, name
+        # No required star in the form: every param may be left empty.
+        assert "null" in param.schema["type"], name
+    for name in ("start", "end"):
+        assert dag.params.get_param(name).schema["format"] == "date-time"
+        assert "e.g. 2026-11-25T" in dag.params.get_param(name).description
 
 
 def test_every_task_has_a_docstring(dag):

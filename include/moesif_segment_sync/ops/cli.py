@@ -62,7 +62,7 @@ def _parser() -> argparse.ArgumentParser:
     audit = commands.add_parser("audit", help="runs, one run, its rejects")
     verbs = audit.add_subparsers(dest="verb", required=True)
 
-    runs = verbs.add_parser("runs", help="runs, newest window first")
+    runs = verbs.add_parser("runs", help="runs, the last started first")
     runs.add_argument("--since", help="windows starting at or after this ISO date/datetime")
     runs.add_argument("--until", help="windows starting before this ISO date/datetime")
     runs.add_argument("--status", choices=history.STATUSES)
