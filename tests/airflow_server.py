@@ -15,8 +15,8 @@ import requests
 
 from sandbox.environment import AIRFLOW, airflow_env, prepare_airflow
 from tests.postgres import free_port
+from tests.support import DAG_ID
 
-DAG_ID = "moesif_to_segment"
 STARTUP_SECONDS = 180
 
 
@@ -33,12 +33,12 @@ class Airflow:
         with self.log.open("w") as out:
             self.process = subprocess.Popen([AIRFLOW, "standalone"], env=self.env, stdout=out,
                                             stderr=subprocess.STDOUT, start_new_session=True)
-        self._wait(lambda: self._get("/api/v2/monitor/health").status_code == 200,
+        self.wait(lambda: self._get("/api/v2/monitor/health").status_code == 200,
                    STARTUP_SECONDS, "the api-server to answer")
         token = self.session.post(f"{self.base}/auth/token",
                                   json={"username": "admin", "password": "admin"}).json()
         self.session.headers["Authorization"] = f"Bearer {token['access_token']}"
-        self._wait(lambda: self._get(f"/api/v2/dags/{DAG_ID}").status_code == 200,
+        self.wait(lambda: self._get(f"/api/v2/dags/{DAG_ID}").status_code == 200,
                    STARTUP_SECONDS, "the DAG to be parsed")
 
     def stop(self) -> None:
@@ -74,7 +74,7 @@ class Airflow:
         except requests.ConnectionError:
             return requests.Response()
 
-    def _wait(self, ready, seconds: float, what: str) -> None:  # noqa: ANN001
+    def wait(self, ready, seconds: float, what: str) -> None:  # noqa: ANN001
         deadline = time.monotonic() + seconds
         while not ready():
             if self.process.poll() is not None or time.monotonic() > deadline:

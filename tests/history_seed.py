@@ -14,8 +14,8 @@ from moesif_segment_sync.pipeline import staging
 from moesif_segment_sync.pipeline.staging import Staging
 from moesif_segment_sync.store.audit import AuditStore, BatchEntry, RunKey
 from sandbox.environment import connection_env
+from tests.support import DAG_ID
 
-DAG_ID = "moesif_to_segment"
 SCHEDULED = "scheduled__2026-11-25T01:00:00+00:00"
 BACKFILL = "backfill__2026-11-24T01:00:00+00:00"
 MANUAL = "manual__2026-11-25T03:10:00+00:00"

@@ -29,9 +29,9 @@ import requests
 from sandbox.environment import AIRFLOW, REPO, airflow_env, prepare_airflow
 from tests.celery.hostname import ENV_VAR as HOSTNAME_ENV_VAR
 from tests.postgres import free_port, postgres_server
+from tests.support import DAG_ID
 from tests.tools import bundled_binary
 
-DAG_ID = "moesif_to_segment"
 WORKERS = ("worker-a", "worker-b")
 STARTUP_SECONDS = 150
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import gzip
 import uuid
-from datetime import UTC, datetime
 
 import fsspec
 import orjson
@@ -22,14 +21,12 @@ from moesif_segment_sync.settings import Endpoint, load_settings
 from moesif_segment_sync.store import history
 from moesif_segment_sync.store.audit import AuditStore
 from moesif_segment_sync.sync import Run
-from moesif_segment_sync.window import RunParams, Window
+from moesif_segment_sync.window import RunParams
 from sandbox.datagen import generate
 from sandbox.moesif import MoesifStandIn
 from sandbox.segment import SegmentStandIn
+from tests.support import RUN_ID, WINDOW
 
-WINDOW = Window(datetime(2026, 11, 25, 0, tzinfo=UTC), datetime(2026, 11, 25, 1, tzinfo=UTC),
-                "data_interval")
-RUN_ID = "scheduled__2026-11-25T01:00:00+00:00"
 MOESIF_KEY, WRITE_KEY = "mk-staging", "wk-staging"
 SHARD_SIZE = 90  # 400 users: five shards, so the loads and the audit cross shard files
 

@@ -12,8 +12,7 @@ from sandbox.environment import DATA_SPAN, DEMO_WINDOW, stand_ins
 from tests.conftest import REPO
 from tests.dags import alert_sink
 from tests.dags.support import point_dag_at
-
-DAG_ID = "moesif_to_segment"
+from tests.support import DAG_ID
 
 
 @pytest.fixture

@@ -20,8 +20,7 @@ from sandbox.moesif import MoesifStandIn
 from sandbox.segment import SegmentStandIn
 from tests.conftest import REPO
 from tests.dags.support import point_dag_at
-
-DAG_ID = "moesif_to_segment"
+from tests.support import DAG_ID
 
 GOLDEN_COMPANY = {
     "company_id": "cmp_golden", "company_domain": "golden.example.com",

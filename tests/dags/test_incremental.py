@@ -18,8 +18,8 @@ from sandbox.environment import (
 from sandbox.moesif import MoesifStandIn
 from sandbox.segment import SegmentStandIn
 from tests.dags.support import point_dag_at
+from tests.support import DAG_ID
 
-DAG_ID = "moesif_to_segment"
 A_END = datetime(2026, 11, 25, 1, tzinfo=UTC)   # window A = [00:00, 01:00)
 B_END = datetime(2026, 11, 25, 2, tzinfo=UTC)   # window B = [01:00, 02:00)
 

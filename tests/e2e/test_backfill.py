@@ -20,8 +20,8 @@ from sandbox.environment import connection_env
 from sandbox.moesif import MoesifStandIn
 from sandbox.segment import SegmentStandIn
 from tests.airflow_server import standalone
+from tests.support import DAG_ID
 
-DAG_ID = "moesif_to_segment"
 # A range in the past: Airflow creates no backfill run for an interval that has not ended.
 FROM, TO = datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 11, 4, tzinfo=UTC)
 SCHEDULE = "0 */6 * * *"  # 12 windows in 3 days: enough to cross day and window boundaries
@@ -48,6 +48,12 @@ EXPLICIT = {"start": "2026-11-02T00:00:00Z", "end": "2026-11-02T06:00:00Z"}
 def test_a_three_day_backfill_syncs_each_window_once_whatever_its_params(world):
     dataset, segment, server = world
     server.api("PATCH", f"/api/v2/dags/{DAG_ID}", json={"is_paused": False})
+    # Unpaused, the scheduler creates the latest interval's run (catchup is off). Creating
+    # the backfill's runs at that same moment races it on SQLite, and the scheduler can die
+    # of a StaleDataError: wait for that run first.
+    server.wait(lambda: any(run["run_type"] == "scheduled" for run in server.api(
+        "GET", f"/api/v2/dags/{DAG_ID}/dagRuns")["dag_runs"]), 60,
+        "the scheduler to create the latest interval's run")
     backfill = server.create_backfill({
         # Both dates are logical dates (interval starts), both included.
         "dag_id": DAG_ID, "from_date": FROM.isoformat(), "to_date": LAST_START.isoformat(),

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -15,14 +13,12 @@ from moesif_segment_sync import sync
 from moesif_segment_sync.moesif import MoesifClient
 from moesif_segment_sync.pipeline import staging
 from moesif_segment_sync.segment import SegmentSender
-from moesif_segment_sync.settings import Endpoint, load_settings
+from moesif_segment_sync.settings import Endpoint
 from moesif_segment_sync.sync import Run
-from moesif_segment_sync.window import RunParams, Window
+from moesif_segment_sync.window import RunParams
+from tests import support
+from tests.support import DAG_ID, RUN_ID, WINDOW, wait_for  # noqa: F401 - the suite's names
 
-DAG_ID = "moesif_to_segment"
-RUN_ID = "scheduled__2026-11-25T01:00:00+00:00"
-WINDOW = Window(datetime(2026, 11, 25, 0, tzinfo=UTC), datetime(2026, 11, 25, 1, tzinfo=UTC),
-                "data_interval")
 WINDOW_END = "2026-11-25T01:00:00.000Z"
 MOESIF_KEY, WRITE_KEY = "mk-reliability-5e0c", "wk-reliability-9a41"
 USERS_SEARCH = "/v1/search/~/search/users"
@@ -64,12 +60,11 @@ def on_fake_time(clock: FakeTime) -> Iterator[FakeTime]:
         sync.MoesifClient, sync.SegmentSender = classes
 
 
-def make_run(root: Path, run_id: str = RUN_ID, *, window: Window = WINDOW,
-             full_refresh: bool = False, audit_url: str | None = None,
-             **settings: object) -> Run:
-    return Run(DAG_ID, run_id, "scheduled", window, RunParams(full_refresh=full_refresh),
-               load_settings(**{**FAST, **settings}), root.as_uri() + "/staging",
-               audit_url or f"sqlite:///{root / 'audit.db'}")
+def make_run(root: Path, run_id: str = RUN_ID, *, full_refresh: bool = False,
+             **options: object) -> Run:
+    """``tests.support.make_run`` with waits short enough to record (``FAST``)."""
+    return support.make_run(root, run_id, params=RunParams(full_refresh=full_refresh),
+                            **{**FAST, **options})
 
 
 def users_in_window(count: int, **extra: object) -> list[dict]:
@@ -123,10 +118,3 @@ def staged_user_ids(run: Run, name: str = staging.USERS) -> list[str]:
 
 def run_dir(run: Run) -> Path:
     return Path(run.staging().dir)
-
-
-def wait_for(predicate: Callable[[], bool], seconds: float = 10.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out waiting"
-        time.sleep(0.01)

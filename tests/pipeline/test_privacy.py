@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-from datetime import UTC, datetime
 
 import orjson
 import pytest
@@ -13,12 +12,11 @@ from moesif_segment_sync import sync
 from moesif_segment_sync.pipeline import staging
 from moesif_segment_sync.settings import Endpoint, load_settings
 from moesif_segment_sync.sync import Run
-from moesif_segment_sync.window import RunParams, Window
+from moesif_segment_sync.window import RunParams
 from sandbox.moesif import MoesifStandIn
 from sandbox.segment import SegmentStandIn
+from tests.support import WINDOW
 
-WINDOW = Window(datetime(2026, 11, 25, 0, tzinfo=UTC), datetime(2026, 11, 25, 1, tzinfo=UTC),
-                "data_interval")
 IN_WINDOW, BEFORE = "2026-11-25T00:10:00Z", "2026-11-20T00:00:00Z"
 USER = {"user_id": "u1", "email": " Ada@Example.com ", "name": "Ada",
         "metadata": {"email": "ada@meta.example", "plan": "pro"},

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-from datetime import UTC, datetime
 
 import orjson
 import pytest
@@ -20,13 +19,13 @@ from moesif_segment_sync.settings import Endpoint, load_settings
 from moesif_segment_sync.store import history
 from moesif_segment_sync.store.audit import AuditStore, BatchEntry, RunKey
 from moesif_segment_sync.sync import Run
-from moesif_segment_sync.window import RunParams, Window
+from moesif_segment_sync.window import RunParams
 from sandbox.datagen import generate
 from sandbox.moesif import MoesifStandIn
 from sandbox.segment import SegmentStandIn
+from tests import support
+from tests.support import RUN_ID, WINDOW
 
-WINDOW = Window(datetime(2026, 11, 25, 0, tzinfo=UTC), datetime(2026, 11, 25, 1, tzinfo=UTC),
-                "data_interval")
 MOESIF_KEY, WRITE_KEY = "mk-pipeline", "wk-pipeline"
 
 
@@ -38,13 +37,11 @@ def servers():
         yield dataset, moesif, segment
 
 
-def make_run(tmp_path, run_id: str = "scheduled__2026-11-25T01:00:00+00:00", *,
-             dry_run: bool = False, **settings: object) -> Run:
-    options = {"max_batch_bytes": 60_000, "backoff_initial": 0.0, "backoff_max": 0.0,
-               "max_attempts": 2, **settings}
-    return Run("moesif_to_segment", run_id, "scheduled", WINDOW, RunParams(dry_run=dry_run),
-               load_settings(**options), tmp_path.as_uri() + "/staging",
-               f"sqlite:///{tmp_path / 'audit.db'}")
+def make_run(tmp_path, run_id: str = RUN_ID, *, dry_run: bool = False, **settings: object) -> Run:
+    """Small batches (several per run) and no waits between attempts."""
+    return support.make_run(tmp_path, run_id, params=RunParams(dry_run=dry_run), **{
+        "max_batch_bytes": 60_000, "backoff_initial": 0.0, "backoff_max": 0.0,
+        "max_attempts": 2, **settings})
 
 
 def extract_and_transform(run: Run, moesif: MoesifStandIn) -> dict:

@@ -15,7 +15,7 @@ import pytest
 from sandbox.environment import connection_env
 from sandbox.moesif import MoesifStandIn
 from sandbox.segment import SegmentStandIn
-from tests.doctor.support import COMPANIES, MOESIF_KEY, USERS, WRITE_KEY, Doctor
+from tests.ops.doctor.support import COMPANIES, MOESIF_KEY, USERS, WRITE_KEY, Doctor
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from moesif_segment_sync.settings import load_settings
 from sandbox.environment import connection_env
 from sandbox.moesif import MoesifStandIn
 from sandbox.segment import SegmentStandIn
-from tests.doctor.support import MOESIF_KEY, USERS, WRITE_KEY, company, user
+from tests.ops.doctor.support import MOESIF_KEY, USERS, WRITE_KEY, company, user
 
 
 def test_a_healthy_account_passes_every_moesif_check(start_doctor):

@@ -7,23 +7,20 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from datetime import UTC, datetime
 
 import pytest
 
 from moesif_segment_sync import sync
-from moesif_segment_sync.settings import Endpoint, load_settings
+from moesif_segment_sync.settings import Endpoint
 from moesif_segment_sync.store.audit import AuditStore
 from moesif_segment_sync.sync import Run
-from moesif_segment_sync.window import RunParams, Window
 from sandbox.datagen import generate
 from sandbox.moesif import MoesifStandIn
 from sandbox.segment import SegmentStandIn
+from tests import support
 from tests.conftest import REPO
+from tests.support import WINDOW, wait_for
 
-WINDOW = Window(datetime(2026, 11, 25, 0, tzinfo=UTC), datetime(2026, 11, 25, 1, tzinfo=UTC),
-                "data_interval")
 MOESIF_KEY, WRITE_KEY = "mk-resume", "wk-resume"
 SETTINGS = {"max_batch_bytes": 50_000, "gzip": False}
 
@@ -46,9 +43,7 @@ sync.load(run, Endpoint(args["segment"], args["key"]), args["built"])
 
 
 def make_run(tmp_path, name: str) -> Run:
-    return Run("moesif_to_segment", f"scheduled__{name}", "scheduled", WINDOW, RunParams(),
-               load_settings(**SETTINGS), (tmp_path / "staging").as_uri(),
-               f"sqlite:///{tmp_path / 'audit.db'}")
+    return support.make_run(tmp_path, f"scheduled__{name}", **SETTINGS)
 
 
 def prepared(run: Run, moesif: MoesifStandIn) -> dict:
@@ -57,13 +52,6 @@ def prepared(run: Run, moesif: MoesifStandIn) -> dict:
     sync.extract_companies(run, endpoint)
     [shard] = sync.transform(run)
     return shard
-
-
-def wait_for(predicate, seconds: float = 30) -> None:  # noqa: ANN001
-    deadline = time.monotonic() + seconds
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)
 
 
 @pytest.fixture
