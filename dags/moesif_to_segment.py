@@ -45,8 +45,8 @@ To are logical dates, that is window starts: for data between 23:00 and 02:00,
 choose From 23:00 and To 01:00 (three hourly runs).
 
 Connections: the ids at the top of this file (`moesif_default`, `segment_default`, and
-the optional `moesif_segment_audit`). See the README for the staged files and the audit
-store.
+the optional `moesif_segment_audit`). docs/storage.md describes the staged files and the
+audit store.
 """
 
 from __future__ import annotations

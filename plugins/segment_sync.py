@@ -21,6 +21,7 @@ from airflow.plugins_manager import AirflowPlugin
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, StreamingResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from pydantic import BeforeValidator
 
 from moesif_segment_sync.airflow import context as airflow_context
 from moesif_segment_sync.pipeline import Staging, plan
@@ -55,6 +56,16 @@ Store = Annotated[AuditStore, Depends(store)]
 Mode = Literal["scheduled", "backfill", "manual"]
 Status = Literal["success", "failed"]
 Sort = Literal["started", "window"]
+
+
+def _blank_is_none(value: object) -> object:
+    return None if value == "" else value
+
+
+# The page's filter form submits an untouched field as an empty string: that means "any".
+FormDate = Annotated[date | None, BeforeValidator(_blank_is_none)]
+FormStatus = Annotated[Status | None, BeforeValidator(_blank_is_none)]
+FormMode = Annotated[Mode | None, BeforeValidator(_blank_is_none)]
 
 
 def _detail(audit: AuditStore, run_id: str, dag_id: str) -> history.RunDetail:
@@ -116,9 +127,9 @@ def _utc_day(value: date | None) -> datetime | None:
 # ---------------------------------------------------------------- pages
 
 @app.get("/ui/", response_class=HTMLResponse, include_in_schema=False)
-def history_page(request: Request, audit: Store, since: date | None = None,
-                 until: date | None = None, status: Status | None = None,
-                 mode: Mode | None = None, sort: Sort = "started",
+def history_page(request: Request, audit: Store, since: FormDate = None,
+                 until: FormDate = None, status: FormStatus = None,
+                 mode: FormMode = None, sort: Sort = "started",
                  page: Annotated[int, Query(ge=1)] = 1, dag_id: str = DAG_ID) -> HTMLResponse:
     listing = history.list_runs(audit, dag_id, since=_utc_day(since), until=_utc_day(until),
                                 status=status, mode=mode, sort=sort, limit=PAGE_SIZE,

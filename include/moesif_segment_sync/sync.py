@@ -269,6 +269,9 @@ def record_failure(run: Run, task: str, error: str, *, started_at: datetime | No
 
 
 def _next_step(task: str, sent: list) -> list[str]:
+    if task == "check_window":  # a cleared task would read the same params again
+        return ["the run's params were refused, so its window above is its data interval; "
+                "trigger a new run with a corrected window"]
     if task != "load":
         return [f"fix the cause and clear the {task} task: the run starts again from there"]
     last = max((entry.batch_no for entry in sent), default=0)

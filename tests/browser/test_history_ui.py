@@ -18,53 +18,36 @@ package: without them the tests fail (CI installs them), they do not skip.
 
 from __future__ import annotations
 
-import os
 import re
 import time
-from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit
 
 import pytest
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.support import expected_conditions as ec
 
 from sandbox.environment import connection_env
 from tests.airflow_server import DAG_ID, Airflow, standalone
+from tests.browser.chromium import (
+    counts,
+    screenshot,
+    sign_in,
+    subset,
+    table,
+    wait,
+    wait_for_table,
+)
 from tests.history_seed import BACKFILL, MANUAL, SCHEDULED, seed
 
-try:
-    from selenium import webdriver
-    from selenium.common.exceptions import (
-        NoSuchElementException,
-        StaleElementReferenceException,
-        TimeoutException,
-        WebDriverException,
-    )
-    from selenium.webdriver.chrome.service import Service
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.remote.webdriver import WebDriver
-    from selenium.webdriver.support import expected_conditions as ec
-    from selenium.webdriver.support.ui import WebDriverWait
-except ImportError as error:  # reported by the `browser` fixture as a failure, not a skip
-    SELENIUM_MISSING: ImportError | None = error
-else:
-    SELENIUM_MISSING = None
-
 pytestmark = [pytest.mark.airflow, pytest.mark.timeout(300)]
-
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
-ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
-WAIT_SECONDS = 30
-WINDOW = (1400, 1000)
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                  "--no-first-run", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync",
-                  "--disable-dev-shm-usage", f"--window-size={WINDOW[0]},{WINDOW[1]}"]
 
 # What the history table shows for each seeded run, by column heading.
 EXPECTED_ROWS = {
     MANUAL: {"window": "2026-11-25 02:00 → 2026-11-25 03:00", "mode": "manual (dry run)",
-             "started": "2026-11-25 03:10:00", "status": "failed in audit", "considered": "4",
-             "sent": "0", "would send": "3", "unchanged": "0",
+             "started": "2026-11-25 03:10:00",
+             "status": "failed in audit\n1 of 4 users rejected (25.0%), over the 5.0% threshold",
+             "considered": "4", "sent": "0", "would send": "3", "unchanged": "0",
              "rejected": "1", "batches": "1", "duration": "2.0 s", "run": MANUAL},
     SCHEDULED: {"window": "2026-11-25 00:00 → 2026-11-25 01:00", "mode": "scheduled",
                 "started": "2026-11-25 01:00:05", "status": "success", "considered": "10",
@@ -84,62 +67,7 @@ MANUAL_COUNTS = {"considered": "4", "sent": "0", "would_send": "3", "unchanged":
                  "rejected": "1"}
 MANUAL_ERROR = "Failed in audit: 1 of 4 users rejected (25.0%), over the 5.0% threshold"
 
-# The rows of a table as {heading: visible text}; columns are found by heading, not position.
-TABLE_JS = """
-const table = document.querySelector(arguments[0]);
-if (!table) return null;
-const heads = [...table.querySelectorAll('thead th')].map(th => th.innerText.trim());
-return [...table.querySelectorAll('tbody tr')].map(tr => {
-  const cells = [...tr.querySelectorAll('td')].map(td => td.innerText.trim());
-  const row = {};
-  if (cells.length === heads.length) heads.forEach((h, i) => { row[h] = cells[i]; });
-  else row['_text'] = tr.innerText.trim();
-  row['_run_id'] = tr.dataset.runId || null;
-  return row;
-});
-"""
-COUNTS_JS = """
-return Object.fromEntries([...document.querySelectorAll('[data-count]')]
-  .map(el => [el.dataset.count, el.innerText.trim()]));
-"""
-
-
 # ---------------------------------------------------------------- fixtures
-
-def _require_browser() -> None:
-    problems = [f"{path} is missing (Debian package {package}: "
-                f"`apt-get install -y chromium chromium-driver`)"
-                for path, package in ((CHROMIUM, "chromium"), (CHROMEDRIVER, "chromium-driver"))
-                if not os.access(path, os.X_OK)]
-    if SELENIUM_MISSING is not None:
-        problems.append(f"the selenium package is missing ({SELENIUM_MISSING}): "
-                        f"install requirements-dev.txt into .venv")
-    if problems:
-        pytest.fail("the browser tests need headless Chromium, chromedriver and selenium:\n  "
-                    + "\n  ".join(problems), pytrace=False)
-
-
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory):
-    """Headless Chromium with a fresh profile and no background networking."""
-    _require_browser()
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for flag in CHROMIUM_FLAGS:
-        options.add_argument(flag)
-    options.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}")
-    service = Service(str(CHROMEDRIVER),
-                      log_output=str(tmp_path_factory.mktemp("chromedriver") / "log"))
-    try:
-        driver = webdriver.Chrome(service=service, options=options)
-    except WebDriverException as error:
-        pytest.fail(f"chromedriver could not start {CHROMIUM}: {error.msg}", pytrace=False)
-    try:
-        yield driver
-    finally:
-        driver.quit()
-
 
 @pytest.fixture(scope="module")
 def airflow(browser, tmp_path_factory):
@@ -174,111 +102,20 @@ def _trigger(server: Airflow, run_id: str, logical_date: str) -> None:
 @pytest.fixture(scope="module")
 def ui(browser, airflow):
     """The browser, signed in through Airflow's login page as admin/admin."""
-    base = airflow.base
     # Before signing in, the plugin's page gives nothing away.
-    browser.get(f"{base}/segment-sync/ui/")
+    browser.get(f"{airflow.base}/segment-sync/ui/")
     assert SCHEDULED not in browser.page_source, "the history page answered without a session"
-
-    browser.get(f"{base}/")
-    wait(browser).until(ec.url_contains("/auth/login"),
-                        "Airflow did not send an anonymous visitor to its login page")
-    username = wait(browser).until(ec.visibility_of_element_located((By.NAME, "username")),
-                                   "no username field on the login page")
-    screenshot(browser, "01-login")
-    username.send_keys("admin")
-    browser.find_element(By.NAME, "password").send_keys("admin")
-    wait(browser).until(ec.element_to_be_clickable((By.CSS_SELECTOR, "button[type=submit]")),
-                        "the Sign in button stayed disabled").click()
-    wait(browser).until(lambda d: "/auth/login" not in d.current_url
-                        and d.get_cookie("_token") is not None,
-                        "signing in as admin/admin did not leave the login page")
-    wait(browser).until(ec.element_to_be_clickable(
-        (By.CSS_SELECTOR, 'a[aria-label="Segment sync"]')),
-        "no 'Segment sync' entry in Airflow's navigation after signing in")
-    screenshot(browser, "02-home")
-    return Session(browser, base, airflow)
-
-
-@pytest.fixture(autouse=True)
-def screenshot_on_failure(request):
-    yield
-    report = getattr(request.node, "report_call", None)
-    if report is None or not report.failed or "browser" not in request.fixturenames:
-        return
-    driver = request.getfixturevalue("browser")
-    name = f"FAILED-{request.node.name}"
-    try:
-        driver.switch_to.default_content()
-        screenshot(driver, name)
-        (ARTIFACTS / f"{name}.html").write_text(driver.page_source)
-    except WebDriverException:
-        pass
-
-
-class Session:
-    """The signed-in browser and the Airflow it talks to."""
-
-    def __init__(self, driver: WebDriver, base: str, airflow: Airflow) -> None:
-        self.driver, self.base, self.airflow = driver, base, airflow
-
-    def open(self, path: str) -> None:
-        self.driver.switch_to.default_content()
-        self.driver.get(self.base + path)
-
-    def enter_iframe(self, title: str) -> None:
-        """Switch into Airflow's iframe for an external view, once the plugin page is in it."""
-        self.driver.switch_to.default_content()
-        wait(self.driver).until(ec.frame_to_be_available_and_switch_to_it(
-            (By.CSS_SELECTOR, f'iframe[title="{title}"]')),
-            f"no iframe titled {title!r} in Airflow's page {self.driver.current_url}")
+    return sign_in(browser, airflow, shots=True)
 
 
 # ---------------------------------------------------------------- helpers
-
-def wait(driver: WebDriver, seconds: float = WAIT_SECONDS) -> WebDriverWait:
-    return WebDriverWait(driver, seconds, poll_frequency=0.2,
-                         ignored_exceptions=(NoSuchElementException,
-                                             StaleElementReferenceException))
-
-
-def screenshot(driver: WebDriver, name: str) -> Path:
-    path = ARTIFACTS / f"{name}.png"
-    assert driver.save_screenshot(str(path)), f"could not save {path}"
-    return path
-
-
-def table(driver: WebDriver, selector: str) -> list[dict]:
-    rows = driver.execute_script(TABLE_JS, selector)
-    assert rows is not None, f"no table {selector} on {driver.current_url}"
-    return rows
-
-
-def wait_for_table(driver: WebDriver, selector: str, rows: int) -> list[dict]:
-    found: list[dict] = []
-
-    def ready(d: WebDriver) -> bool:
-        nonlocal found
-        found = d.execute_script(TABLE_JS, selector) or []
-        return len(found) == rows and all(len(row) > 2 for row in found)
-
-    try:
-        wait(driver).until(ready)
-    except TimeoutException:
-        pytest.fail(f"expected {rows} rows in {selector} on {driver.current_url}, "
-                    f"saw {found!r}", pytrace=False)
-    return found
-
-
-def subset(row: dict, expected: dict) -> dict:
-    return {key: row.get(key) for key in expected}
-
 
 def check_scheduled_run_page(driver: WebDriver) -> None:
     """The SCHEDULED run's page: counts, the batch ledger, the reject and its raw record."""
     heading = wait(driver).until(ec.visibility_of_element_located((By.TAG_NAME, "h1")),
                                  f"no heading on {driver.current_url}")
     assert heading.text == f"{SCHEDULED} success"
-    assert driver.execute_script(COUNTS_JS) == SCHEDULED_COUNTS
+    assert counts(driver) == SCHEDULED_COUNTS
     [batch] = table(driver, "#ledger")
     assert subset(batch, SCHEDULED_LEDGER) == SCHEDULED_LEDGER, batch
     assert driver.find_element(By.XPATH, "//h2[starts-with(., 'Rejects')]").text == "Rejects (1)"
@@ -357,7 +194,7 @@ def test_history_in_airflows_navigation(ui):
     ui.enter_iframe("Segment sync")
     wait(driver).until(ec.presence_of_element_located((By.ID, "counts")),
                        f"the deep link {run_path} did not open the run page")
-    assert driver.execute_script(COUNTS_JS) == SCHEDULED_COUNTS
+    assert counts(driver) == SCHEDULED_COUNTS
 
 
 def test_the_plugins_run_page(ui):
@@ -385,7 +222,7 @@ def test_the_dag_runs_segment_sync_audit_tab(ui):
     heading = wait(driver).until(ec.visibility_of_element_located((By.TAG_NAME, "h1")),
                                  "the audit tab's iframe stayed empty")
     assert heading.text == f"{MANUAL} failed"
-    assert driver.execute_script(COUNTS_JS) == MANUAL_COUNTS
+    assert counts(driver) == MANUAL_COUNTS
     labels = [dt.text for dt in driver.find_elements(By.CSS_SELECTOR, "#counts dt")]
     assert "would send" in labels, labels  # a dry run
     params = [li.text for li in driver.find_elements(By.CSS_SELECTOR, "#params li")]

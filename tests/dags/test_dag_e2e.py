@@ -291,6 +291,8 @@ def test_start_after_end_fails_one_task_once_and_is_in_the_history(dag, world, c
     # The params are bad, so the record shows the window the run would otherwise have had.
     assert (last["window_start"].replace(tzinfo=UTC), last["window_end"].replace(tzinfo=UTC),
             last["window_source"]) == (*DEMO_WINDOW, "data_interval")
+    assert last["notes"] == ["the run's params were refused, so its window above is its data "
+                             "interval; trigger a new run with a corrected window"]
 
 
 @pytest.mark.parametrize(("conf", "error"), [

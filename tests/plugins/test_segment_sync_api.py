@@ -145,6 +145,15 @@ def test_the_history_page_lists_the_runs_and_draws_the_chart(client, auth):
     assert '<rect class="sent"' in html and "1 run of moesif_to_segment" in html
 
 
+def test_the_filter_form_as_a_browser_submits_it(client, auth):
+    """Untouched fields arrive as empty strings, which mean "any"."""
+    response = client.get("/segment-sync/ui/?since=&until=&status=failed&mode=&sort=started",
+                          headers=auth)
+    assert response.status_code == 200, response.text
+    assert f'data-run-id="{MANUAL}"' in response.text and SCHEDULED not in response.text
+    assert "1 run of moesif_to_segment" in response.text
+
+
 def test_the_run_page_shows_counts_ledger_and_rejects(client, auth):
     html = client.get(f"/segment-sync/ui/runs/{quote(SCHEDULED, safe='')}", headers=auth).text
     assert '<dd data-count="considered">10</dd>' in html

@@ -3,7 +3,7 @@
 Synchronous on purpose (segment-api.md says why not the official library):
 every batch either gets a 200 or stops the load with an error naming it,
 and the caller records each outcome in the ledger, in batch order, with at
-most one batch in flight (``sync._OneInFlight``): no queue, nothing dropped.
+most one batch in flight (``pipeline.load._OneInFlight``): no queue, nothing dropped.
 """
 
 from __future__ import annotations
