@@ -15,9 +15,13 @@ RUN pip install --no-cache-dir "apache-airflow==${AIRFLOW_VERSION}" \
         -r /opt/airflow/requirements.txt ${STAGING_PACKAGES}
 
 COPY --chown=airflow:0 include/ /opt/airflow/include/
+COPY --chown=airflow:0 pyproject.toml /opt/airflow/pyproject.toml
 COPY --chown=airflow:0 dags/ /opt/airflow/dags/
 COPY --chown=airflow:0 plugins/ /opt/airflow/plugins/
-# The package lives in include/ (src layout): importable by every Airflow process.
+# Installed for its entry points: the Moesif and Segment connection types (a provider) and
+# the run-history plugin. The package lives in include/ (src layout) and PYTHONPATH puts the
+# mounted copy first, so an edit on the host still shows without a rebuild.
+RUN pip install --no-cache-dir --no-deps /opt/airflow
 ENV PYTHONPATH=/opt/airflow/include
 
 # Named volumes start as a copy of these folders, so they belong to the airflow user (and,

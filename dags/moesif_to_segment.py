@@ -59,11 +59,14 @@ from airflow.sdk import Param, dag, task
 from airflow.timetables.interval import CronDataIntervalTimetable
 
 from moesif_segment_sync.airflow import stage
+from moesif_segment_sync.airflow.alerts import RunAlert
+from moesif_segment_sync.settings import load_settings
 
 MOESIF_CONN_ID = "moesif_default"
 SEGMENT_CONN_ID = "segment_default"
 AUDIT_CONN_ID = "moesif_segment_audit"  # optional: SQLite under AIRFLOW_HOME without it
 
+SETTINGS = load_settings()  # a bad MOESIF_SEGMENT_* value is an import error naming it
 SCHEDULE = os.environ.get("MOESIF_SEGMENT_SCHEDULE", "0 * * * *")
 MAX_ACTIVE_RUNS = int(os.environ.get("MOESIF_SEGMENT_MAX_ACTIVE_RUNS", "1"))
 WINDOW = "Window"
@@ -73,13 +76,6 @@ WINDOW_RULE = (
     "Data Interval above when specified, else the last complete schedule interval). When both "
     "are set they win over the data interval, except in a backfill: each backfill run always "
     "syncs its own interval. Times are UTC unless they carry an offset.")
-
-
-def _on_failure(context):
-    """Alert hook: logs, then calls MOESIF_SEGMENT_ON_FAILURE_CALLBACK if set (see README)."""
-    from moesif_segment_sync.airflow import context as run_context
-
-    run_context.on_failure(context)
 
 
 def _moment(title: str, example: str, description: str) -> Param:
@@ -101,8 +97,13 @@ def _switch(title: str, description: str, section: str = MODES) -> Param:
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=MAX_ACTIVE_RUNS,
-    default_args={"retries": 2, "retry_delay": timedelta(minutes=1),
-                  "retry_exponential_backoff": True, "on_failure_callback": _on_failure},
+    dagrun_timeout=SETTINGS.run_timeout,
+    # One alert per run, not per failed task (docs/operations.md#alerts).
+    on_failure_callback=RunAlert(),
+    on_success_callback=RunAlert(success=True),
+    default_args={"owner": SETTINGS.owner, "retries": 2, "retry_delay": timedelta(minutes=1),
+                  "retry_exponential_backoff": True,
+                  "execution_timeout": SETTINGS.task_timeout},
     tags=["moesif", "segment", "sync"],
     doc_md=__doc__,
     params={
@@ -150,7 +151,7 @@ def moesif_to_segment():
 
     # Mapped: one task per shard of messages, so workers send in parallel. Every shard of
     # every run takes a slot of the segment_api pool: the send rate holds for the destination.
-    @task(pool="segment_api")
+    @task(pool="segment_api", execution_timeout=SETTINGS.load_timeout())
     @stage(audit=AUDIT_CONN_ID, segment=SEGMENT_CONN_ID)
     def load(run, sync, shard, segment):
         """Send one shard's messages that Segment lacks, writing the ledger as it goes."""

@@ -1,7 +1,9 @@
 """`make airflow`: Airflow's own UI on this machine, with the stand-ins and connections preset.
 
-Starts both stand-ins with the demo data, writes a known admin password, and
-runs `airflow standalone` (SQLite, LocalExecutor, parallelism 4) until Ctrl-C.
+Starts both stand-ins with the demo data, writes a known admin password, puts the
+connections `moesif_default` and `segment_default` into Airflow's database (Admin >
+Connections shows them, with a working Test button), and runs `airflow standalone`
+(SQLite, LocalExecutor, parallelism 4) until Ctrl-C.
 The demo data covers 2026-11-24 23:00 to 2026-11-25 02:00 UTC: trigger the
 DAG with `start`/`end` in that span, or start a backfill over those dates.
 """
@@ -19,8 +21,9 @@ from .environment import (
     AIRFLOW,
     REPO,
     airflow_env,
-    connection_env,
     demo_dataset,
+    dev_connections,
+    import_connections,
     prepare_airflow,
     stand_ins,
 )
@@ -35,10 +38,12 @@ def main() -> int:
     (HOME / "simple_auth_manager_passwords.json.generated").write_text(
         json.dumps({USER: PASSWORD}))
     with stand_ins(demo_dataset()) as (moesif, segment):
+        # Airflow keeps the Connections page's Test button off unless this says Enabled.
         env = airflow_env(HOME, AIRFLOW__CORE__PARALLELISM="4",
                           AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS=f"{USER}:admin",
-                          **connection_env(moesif.url, segment.url))
+                          AIRFLOW__CORE__TEST_CONNECTION="Enabled")
         prepare_airflow(env)
+        import_connections(env, dev_connections(moesif.url, segment.url))
         print(f"Moesif stand-in {moesif.url}, Segment stand-in {segment.url}")
         print(f"Airflow UI: http://localhost:8080  (user {USER!r}, password {PASSWORD!r}); "
               "Ctrl-C stops everything.", flush=True)

@@ -72,6 +72,15 @@ def connection_env(moesif_url: str | None = None, segment_url: str | None = None
                                                **keys).items()}
 
 
+def import_connections(env: dict[str, str], connections: dict[str, dict]) -> None:
+    """Put ``connections`` into Airflow's metadata database (``airflow connections import``),
+    where Admin > Connections shows them and a person can edit and test them."""
+    path = Path(env["AIRFLOW_HOME"]) / "dev-connections.json"
+    path.write_text(json.dumps(connections, indent=2))
+    path.chmod(0o600)
+    airflow("connections", "import", "--overwrite", str(path), env=env)
+
+
 def airflow_env(home: Path, **extra: str) -> dict[str, str]:
     """The process environment for Airflow commands on the embedded default."""
     return {

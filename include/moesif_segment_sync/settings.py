@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .errors import ConfigError
@@ -78,10 +79,44 @@ class SyncSettings(BaseSettings):
     field_names: dict[str, str] = Field(
         default_factory=dict, description="JSON: inferred Moesif field -> the account's name, "
         'e.g. {"users.last_24h_agg_results": "rollup_24h"}')
+    progress_seconds: float = Field(
+        5.0, ge=0, description="least seconds between two progress lines of a task's log "
+        "(pages, users, batches, rate, time to go)")
     doctor_budget: int = Field(
         20, ge=1, le=1000, description="most requests `doctor` sends to Moesif in one run")
+    notifier: dict[str, Any] = Field(
+        default_factory=dict, description='JSON: the Airflow notifier that delivers alerts, '
+        'its class and arguments, e.g. {"class": "airflow.providers.smtp.notifications.smtp.'
+        'SmtpNotifier", "to": "data-team@example.com"}; empty = alerts go to the log only')
+    notify_on_success: bool = Field(
+        False, description="also send a summary when a run succeeds (failures always alert)")
     on_failure_callback: str = Field(
-        "", description="'module:function' called with the Airflow context when a task fails")
+        "", description="deprecated: 'module:function' called with the Airflow context when "
+        "a run fails; use MOESIF_SEGMENT_NOTIFIER")
+    owner: str = Field("data-engineering", min_length=1, description="the DAG's owner in "
+                       "Airflow's UI")
+    task_timeout: timedelta = Field(
+        timedelta(hours=2), gt=timedelta(0), description="execution_timeout of the extract, "
+        "transform and audit tasks (ISO 8601 duration like PT2H, or seconds)")
+    run_timeout: timedelta = Field(
+        timedelta(hours=24), gt=timedelta(0), description="the DAG's dagrun_timeout: a run "
+        "still going after it fails (ISO 8601 duration like PT24H, or seconds)")
+
+    def load_timeout(self) -> timedelta:
+        """A load task's execution_timeout: the task timeout, or, when a send rate is set,
+        twice the time one full shard takes at that rate plus 30 minutes if that is longer."""
+        if self.send_rate is None:
+            return self.task_timeout
+        share = self.send_rate / self.load_slots
+        return max(self.task_timeout,
+                   timedelta(seconds=2 * self.shard_size / share) + timedelta(minutes=30))
+
+    @field_validator("notifier")
+    @classmethod
+    def _notifier_names_a_class(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if value and not isinstance(value.get("class"), str):
+            raise ValueError('needs "class": the dotted path of an Airflow notifier')
+        return value
 
     @model_validator(mode="after")
     def _backoff_is_ordered(self) -> SyncSettings:
@@ -108,3 +143,4 @@ class Endpoint:
 
     url: str
     secret: str = field(repr=False)
+    page_size: int | None = None  # Moesif: the connection's own page size, over the setting

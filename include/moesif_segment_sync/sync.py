@@ -100,7 +100,9 @@ def check_window(run: Run) -> dict:
 
 
 def _moesif(run: Run, moesif: Endpoint) -> MoesifClient:
-    return MoesifClient(moesif.url, moesif.secret, run.settings)
+    settings = run.settings if moesif.page_size is None else run.settings.model_copy(
+        update={"page_size": moesif.page_size})
+    return MoesifClient(moesif.url, moesif.secret, settings)
 
 
 @_stage
@@ -134,7 +136,7 @@ def _transform_all(run: Run) -> Built:
     return transforming.transform(
         run.staging(), default_timestamp=format_utc(run.window.end),
         chunk_size=run.settings.chunk_size, shard_size=run.settings.shard_size,
-        workers=run.settings.transform_workers,
+        workers=run.settings.transform_workers, progress_seconds=run.settings.progress_seconds,
         fields=FieldNames.from_overrides(run.settings.field_names),
         policy=TraitPolicy(run.settings.trait_allow, run.settings.trait_deny))
 

@@ -24,6 +24,7 @@ import yaml
 from dotenv import dotenv_values
 
 from moesif_segment_sync.airflow import context as airflow_context
+from moesif_segment_sync.airflow.hooks import MOESIF_HOST, MoesifHook, SegmentHook
 from moesif_segment_sync.settings import ENV_PREFIX, SyncSettings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -283,12 +284,12 @@ def test_env_example_names_are_all_read_and_its_connections_parse():
     problems = [problem for name in env_example_names() if (problem := name_problem(name))]
     assert problems == []
     values = dotenv_values(ENV_EXAMPLE)
-    for api, conn_id in (("moesif", airflow_context.MOESIF_CONN_ID),
-                         ("segment", airflow_context.SEGMENT_CONN_ID)):
-        connection = json.loads(values[f"AIRFLOW_CONN_{conn_id.upper()}"])
-        assert connection["conn_type"] == "http"
-        assert connection["host"] == airflow_context.DEFAULT_HOSTS[api]
+    for hook in (MoesifHook, SegmentHook):
+        connection = json.loads(values[f"AIRFLOW_CONN_{hook.default_conn_name.upper()}"])
+        assert connection["conn_type"] == hook.conn_type
         assert connection["password"]
+    assert json.loads(values["AIRFLOW_CONN_MOESIF_DEFAULT"])["host"] == MOESIF_HOST
+    assert json.loads(values["AIRFLOW_CONN_SEGMENT_DEFAULT"])["extra"] == {"region": "US"}
     assert values["AIRFLOW_JWT_SECRET"]
     # The real .env holds secrets: git and the image's build context both leave it out.
     assert ".env" in (REPO / ".gitignore").read_text().splitlines()
@@ -333,7 +334,7 @@ def test_compose_config_accepts_the_file_with_env_example(tmp_path):
                for name, spec in config["services"].items() if name.startswith("airflow-")}
     assert secrets == {dotenv_values(ENV_EXAMPLE)["AIRFLOW_JWT_SECRET"]}
     worker = environment(config["services"]["airflow-worker"])
-    assert json.loads(worker["AIRFLOW_CONN_SEGMENT_DEFAULT"])["conn_type"] == "http"
+    assert json.loads(worker["AIRFLOW_CONN_SEGMENT_DEFAULT"])["conn_type"] == "segment"
     assert worker["MOESIF_SEGMENT_STAGING_ROOT"] == f"file://{STAGING}"
 
     # Without the JWT secret compose refuses to start anything, and says why.

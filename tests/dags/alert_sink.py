@@ -1,4 +1,5 @@
-"""A stand-in for a Slack or email notifier: the tests' MOESIF_SEGMENT_ON_FAILURE_CALLBACK."""
+"""A stand-in for a home-made alert function: the tests' MOESIF_SEGMENT_ON_FAILURE_CALLBACK
+(the deprecated setting that MOESIF_SEGMENT_NOTIFIER replaces)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,6 @@ RECEIVED: list[dict] = []
 
 
 def record(context: dict) -> None:
-    RECEIVED.append({"run_id": context["dag_run"].run_id,
-                     "task_id": context["task_instance"].task_id,
-                     "exception": str(context.get("exception"))})
+    dag_run = context.get("dag_run")
+    RECEIVED.append({"run_id": dag_run.run_id if dag_run else context["run_id"],
+                     "reason": context.get("reason")})

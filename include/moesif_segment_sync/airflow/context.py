@@ -6,15 +6,14 @@ doctor read the same connections through the endpoint helpers here.
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from airflow.sdk import BaseHook, get_current_context
-from airflow.sdk.exceptions import AirflowFailException, AirflowNotFoundException
+from airflow.sdk import get_current_context
+from airflow.sdk.exceptions import AirflowFailException
 from airflow.sdk.log import mask_secret
 
 from ..errors import (
@@ -27,89 +26,30 @@ from ..errors import (
 from ..settings import Endpoint, load_settings
 from ..sync import Run
 from ..window import RunParams, resolve_window
+from .hooks import MoesifHook, SegmentHook, find_connection
 
 log = logging.getLogger(__name__)
 
 MOESIF_CONN_ID = "moesif_default"
 SEGMENT_CONN_ID = "segment_default"
 AUDIT_CONN_ID = "moesif_segment_audit"
-DEFAULT_HOSTS = {"moesif": "https://api.moesif.com", "segment": "https://api.segment.io"}
-_EXAMPLES = {
-    "moesif": '{"conn_type": "http", "host": "https://api.moesif.com", '
-              '"password": "<Management API key>"}',
-    "segment": '{"conn_type": "http", "host": "https://api.segment.io", '
-               '"password": "<source write key>"}',
-}
 
 
 def airflow_home() -> Path:
     return Path(os.environ.get("AIRFLOW_HOME", Path.home() / "airflow"))
 
 
-def _find_connection(conn_id: str):  # noqa: ANN202 - an Airflow Connection or None
-    """A connection from wherever Airflow keeps it. Inside a task the SDK asks the
-    supervisor; outside one (the CLI, the api-server's plugin) it only sees environment
-    variables and secrets backends, so the metadata database is asked as well."""
-    try:
-        return BaseHook.get_connection(conn_id)
-    except AirflowNotFoundException:
-        pass
-    try:
-        from airflow.models.connection import Connection
-    except ImportError:  # a worker with only the task SDK
-        return None
-    try:
-        return Connection.get_connection_from_secrets(conn_id)
-    except AirflowNotFoundException:
-        return None
-    except Exception as exc:  # noqa: BLE001 - no metadata database here (a bare CLI)
-        log.debug("metadata database not consulted for %s: %s", conn_id, exc)
-        return None
-
-
-def _connection(conn_id: str, api: str):  # noqa: ANN202 - an Airflow Connection
-    conn = _find_connection(conn_id)
-    if conn is None:
-        raise ConfigError(
-            f"Airflow connection {conn_id!r} is not set: add it under Admin > Connections, or "
-            f"export AIRFLOW_CONN_{conn_id.upper()}='{_EXAMPLES[api]}'")
-    return conn
-
-
-def _base_url(conn, api: str) -> str:  # noqa: ANN001
-    host = (conn.host or "").strip()
-    if not host:
-        return DEFAULT_HOSTS[api]
-    if "://" not in host:
-        scheme = conn.schema if conn.schema in ("http", "https") else "https"
-        host = f"{scheme}://{host}"
-    if conn.port and host.count(":") < 2:
-        host = f"{host}:{conn.port}"
-    return host.rstrip("/")
-
-
 def moesif_endpoint(conn_id: str = MOESIF_CONN_ID) -> Endpoint:
-    conn = _connection(conn_id, "moesif")
-    if not conn.password:
-        raise ConfigError(f"Airflow connection {conn_id!r} has no password: set it to the "
-                          "Moesif Management API key (scopes read:users and read:companies)")
-    mask_secret(conn.password)
-    return Endpoint(_base_url(conn, "moesif"), conn.password)
+    return MoesifHook(conn_id).endpoint()
 
 
 def segment_endpoint(conn_id: str = SEGMENT_CONN_ID) -> Endpoint:
-    conn = _connection(conn_id, "segment")
-    key = conn.password or (conn.extra_dejson or {}).get("write_key")
-    if not key:
-        raise ConfigError(f"Airflow connection {conn_id!r} has no write key: set its "
-                          "password (or extra write_key) to the Segment source's write key")
-    mask_secret(key)
-    return Endpoint(_base_url(conn, "segment"), key)
+    return SegmentHook(conn_id).endpoint()
 
 
 def audit_url(conn_id: str = AUDIT_CONN_ID) -> str:
     """The audit store's SQLAlchemy URL: the optional connection, else SQLite in AIRFLOW_HOME."""
-    conn = _find_connection(conn_id)
+    conn = find_connection(conn_id)
     if conn is None:
         return f"sqlite:///{airflow_home() / 'moesif_segment_audit.db'}"
     extra = conn.extra_dejson or {}
@@ -200,23 +140,3 @@ def failing_fast() -> Iterator[None]:
         if exc.status < 500:  # a key, a scope, a subscription: not fixed by waiting
             raise AirflowFailException(str(exc)) from exc
         raise
-
-
-def on_failure(context: dict) -> None:
-    """The DAG's ``on_failure_callback``: a one-line alert in the log, then the user's hook.
-
-    Set ``MOESIF_SEGMENT_ON_FAILURE_CALLBACK=package.module:function`` to route
-    failures to Slack, email or a pager; the function gets Airflow's context.
-    """
-    ti = context.get("task_instance")
-    log.error("moesif_to_segment failed: run %s, task %s: %s",
-              context["dag_run"].run_id, getattr(ti, "task_id", "?"), context.get("exception"))
-    target = load_settings().on_failure_callback
-    if target:
-        module_name, _, function_name = target.partition(":")
-        try:
-            callback = getattr(importlib.import_module(module_name), function_name)
-        except (ImportError, AttributeError, ValueError) as exc:
-            raise ConfigError(f"MOESIF_SEGMENT_ON_FAILURE_CALLBACK {target!r} cannot be "
-                              f"imported: {exc}") from None
-        callback(context)

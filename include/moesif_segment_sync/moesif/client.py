@@ -19,6 +19,7 @@ import tenacity
 
 from ..codec import loads
 from ..errors import MoesifError, TransientHTTPError, redact
+from ..progress import Progress
 from ..retry import build_retrying, transient_error
 from ..settings import SyncSettings
 from .paging import Page, SearchAfterPaginator
@@ -83,7 +84,8 @@ class MoesifClient:
         """
         paginator = SearchAfterPaginator(self._settings.page_size)
         path = SEARCH_PATH.format(entity=entity)
-        seen, started = 0, time.monotonic()
+        progress = Progress(log, f"Moesif {entity}{f' ({label})' if label else ''}", "records",
+                            every=self._settings.progress_seconds)
         with ThreadPoolExecutor(1, thread_name_prefix="moesif-page") as prefetch:
             request = _PageRequest(path, orjson.dumps(paginator.body(query)), 1)
             in_flight: Future[bytes] | None = prefetch.submit(self._post_once, request)
@@ -95,12 +97,10 @@ class MoesifClient:
                 if not paginator.done:
                     request = _PageRequest(path, orjson.dumps(paginator.body(query)), page_no + 1)
                     in_flight = prefetch.submit(self._post_once, request)
-                seen += len(page.hits)
-                rate = seen / max(time.monotonic() - started, 1e-9)
-                log.info("Moesif %s%s: page %d, %d of %s records, %.0f records/s",
-                         entity, f" ({label})" if label else "", page_no, seen,
-                         page.total if page.total is not None else "?", rate)
+                progress.total = page.total
+                progress.advance(len(page.hits), f"page {page_no}")
                 yield page
+        progress.finish(f"{page_no:,} page{'' if page_no == 1 else 's'}")
 
     def get_json(self, path: str) -> Any:
         """One GET answered with JSON (an entity by id, a mapping), returned whole.

@@ -16,6 +16,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from ..errors import SyncError
+from ..progress import Progress
 from ..segment import Batch, RateLimiter, SegmentSender, pack
 from ..settings import SyncSettings
 from ..store import AuditStore, BatchEntry, RunKey
@@ -56,7 +57,9 @@ def load_shard(job: ShardLoad, store: AuditStore, sender: SegmentSender | None
     shard_plan = _plan(job, store)
     ledger = store.ledger(job.key, job.shard)
     totals = Totals()
-    with _OneInFlight(job, store, sender, totals) as flight:
+    progress = Progress(log, f"load shard {job.shard}", "messages", total=shard_plan.to_send,
+                        every=job.settings.progress_seconds)
+    with _OneInFlight(job, store, sender, totals, progress) as flight:
         for batch in _batches(job, shard_plan):
             totals.batches += 1
             totals.bytes += batch.body_bytes
@@ -67,9 +70,11 @@ def load_shard(job: ShardLoad, store: AuditStore, sender: SegmentSender | None
             elif sender is None:
                 store.record_batch(job.key, _entry(job.shard, batch, "dry_run", attempts=0))
                 totals.would_send += batch.count
+                progress.advance(batch.count, f"batch {batch.no} (dry run)")
             else:
                 flight.send(batch)
         flight.finish()
+    progress.finish(f"{totals.batches:,} batches")
     return shard_plan, totals
 
 
@@ -113,8 +118,9 @@ class _OneInFlight:
     """
 
     def __init__(self, job: ShardLoad, store: AuditStore, sender: SegmentSender | None,
-                 totals: Totals) -> None:
+                 totals: Totals, progress: Progress) -> None:
         self._job, self._store, self._sender, self._totals = job, store, sender, totals
+        self._progress = progress
         settings = job.settings
         # Shards load at once in up to load_slots pool slots: each keeps its share of the rate.
         self._limiter = RateLimiter(
@@ -158,8 +164,9 @@ class _OneInFlight:
                                  accepted=batch.ids())
         self._totals.sent += batch.count
         self._totals.attempts += attempts
-        log.info("shard %d batch %d: %d messages, %d bytes, sent in %d attempt(s)",
-                 self._job.shard, batch.no, batch.count, batch.body_bytes, attempts)
+        log.debug("shard %d batch %d: %d messages, %d bytes, sent in %d attempt(s)",
+                  self._job.shard, batch.no, batch.count, batch.body_bytes, attempts)
+        self._progress.advance(batch.count, f"batch {batch.no}")
 
 
 def _entry(shard: int, batch: Batch, status: str, attempts: int,

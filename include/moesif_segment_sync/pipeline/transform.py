@@ -34,6 +34,7 @@ import pandas as pd
 from .. import codec
 from ..chunking import chunks
 from ..moesif import AS_INFERRED, FieldNames
+from ..progress import Progress
 from ..summaries import Built
 from . import staging
 from .mapping import (
@@ -61,7 +62,8 @@ _MOST_WORKERS = 8
 
 def transform(stage: Staging, *, default_timestamp: str, chunk_size: int,
               shard_size: int, fields: FieldNames = AS_INFERRED,
-              policy: TraitPolicy = ALL_TRAITS, workers: int = 1) -> Built:
+              policy: TraitPolicy = ALL_TRAITS, workers: int = 1,
+              progress_seconds: float = 5.0) -> Built:
     """Stage messages (in shards of ``shard_size``) and rejects; return the counts the
     audit adds up and the number of shards. ``workers`` processes map the users (0: one
     per core)."""
@@ -74,11 +76,13 @@ def transform(stage: Staging, *, default_timestamp: str, chunk_size: int,
             stage.writer(staging.REJECTS) as rejects:
         companies_rejected = _stage_companies(stage, scratch, rejects, warnings, fields)
         spec = MapSpec(scratch.companies_path, default_timestamp, fields, policy)
+        progress = Progress(log, "transform", "users", every=progress_seconds)
         with ChunkMappers(spec, workers) as mappers:
             for file, route in USER_FILES.items():
                 for lines, mapped in mappers.map(file, chunks(stage.lines(file), chunk_size)):
                     warnings.update(mapped.warnings)
                     considered += len(lines)
+                    progress.advance(len(lines), f"{built:,} messages built")
                     routes[route] += len(lines)
                     for user_id, message_id, line, kind in _without_repeats(
                             lines, mapped, scratch, file):
@@ -88,6 +92,7 @@ def transform(stage: Staging, *, default_timestamp: str, chunk_size: int,
                         else:
                             rejected[kind] += 1
                             rejects.write_line(line)
+    progress.finish(f"{built:,} messages built, {sum(rejected.values()):,} rejected")
     return Built(
         transform_id=uuid.uuid4().hex, considered=considered, messages=built,
         rejected=sum(rejected.values()), rejected_by_kind=dict(sorted(rejected.items())),

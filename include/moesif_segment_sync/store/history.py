@@ -139,6 +139,15 @@ def list_rejects(store: AuditStore, key: RunKey, *, limit: int = 100,
     return RejectPage(total=total or 0, limit=limit, offset=offset, rejects=rows)
 
 
+def reject_kinds(store: AuditStore, key: RunKey, *, limit: int = 5) -> list[tuple[str, int]]:
+    """The run's most frequent reject kinds with their counts, the most frequent first."""
+    count = sa.func.count().label("n")
+    query = (sa.select(rejects.c.kind, count).where(key.where(rejects))
+             .group_by(rejects.c.kind).order_by(count.desc(), rejects.c.kind).limit(limit))
+    with store.engine.connect() as db:
+        return [(kind, n) for kind, n in db.execute(query)]
+
+
 # ---------------------------------------------------------------- exports
 
 def to_jsonl(rows: Iterable[BaseModel | dict]) -> Iterator[str]:

@@ -72,9 +72,9 @@ def connection(api: str, conn_id: str,
         endpoint = resolve()
     except ConfigError as exc:
         return Finding(check, Status.FAIL, str(exc),
-                       "outside a task, Airflow 3 reads connections from AIRFLOW_CONN_* "
-                       "variables and secrets backends only, not from its metadata database: "
-                       "export the variable to run the doctor"), None
+                       "the doctor reads connections as the DAG does: AIRFLOW_CONN_* "
+                       "variables, secrets backends, and Admin > Connections when it runs "
+                       "where Airflow's metadata database is configured"), None
     except Exception as exc:
         # Only the type: the text of an unexpected error from Airflow could quote the key.
         return Finding(check, Status.FAIL,
