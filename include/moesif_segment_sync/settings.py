@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -93,6 +93,12 @@ class SyncSettings(BaseSettings):
     on_failure_callback: str = Field(
         "", description="deprecated: 'module:function' called with the Airflow context when "
         "a run fails; use MOESIF_SEGMENT_NOTIFIER")
+    pii_access: Literal["read", "edit"] = Field(
+        "read", description="who may see raw reject records and download sent messages or "
+        "rejects on the history pages: 'read' (whoever may read the DAG's runs) or 'edit' "
+        "(only who may edit them)")
+    history_raw_records: bool = Field(
+        True, description="show rejects' raw Moesif records on the history pages")
     owner: str = Field("data-engineering", min_length=1, description="the DAG's owner in "
                        "Airflow's UI")
     task_timeout: timedelta = Field(

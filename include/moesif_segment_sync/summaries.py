@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, PlainSerializer, field_serializer
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, field_serializer
 
 from .codec import format_utc
 
@@ -110,6 +110,8 @@ class RunCounts(BaseModel):
     moesif_requests: int
     shards: int
     resumed_batches: int
+    # What the run kept out of staging and Segment, so its page can say so.
+    privacy: dict[str, list[str]] = Field(default_factory=dict)
     send_attempts: int
     bytes: int
 

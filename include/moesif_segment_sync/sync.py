@@ -207,7 +207,10 @@ def _record(run: Run, users: ExtractedUsers, companies: ExtractedCompanies, buil
             companies_in_window=companies.companies, user_companies=users.user_companies,
             moesif_requests=users.requests + companies.requests, shards=loaded.shards,
             resumed_batches=loaded.resumed_batches, send_attempts=loaded.attempts,
-            bytes=loaded.bytes),
+            bytes=loaded.bytes,
+            privacy={"hash_fields": run.settings.hash_fields,
+                     "trait_allow": run.settings.trait_allow,
+                     "trait_deny": run.settings.trait_deny}),
         timings={name: summary.seconds for name, summary in stages.items()},
         staging=run.staging().dir_url,
         notes=[*run.window.notes, *(["0 users changed or seen in this window"]

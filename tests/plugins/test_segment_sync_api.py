@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from urllib.parse import quote
 
 import pytest
@@ -168,3 +169,32 @@ def test_the_plugin_registers_its_views(client, auth):
     assert [(v["name"], v["destination"], v["href"]) for v in ours["external_views"]] == [
         ("Segment sync", "nav", "/segment-sync/ui/"),
         ("Segment sync audit", "dag_run", "/segment-sync/ui/runs/{RUN_ID}?dag_id={DAG_ID}")]
+
+
+# ---------------------------------------------------------------- personal data on the pages
+
+def run_page(client, auth) -> str:
+    return client.get(f"/segment-sync/ui/runs/{quote(SCHEDULED, safe='')}", headers=auth).text
+
+
+def test_the_run_page_says_which_fields_are_hashed(client, auth, monkeypatch):
+    monkeypatch.setenv("MOESIF_SEGMENT_HASH_FIELDS", '["email", "name"]')
+    monkeypatch.setenv("MOESIF_SEGMENT_TRAIT_DENY", '["ip_address"]')
+    privacy = re.search(r'<dd id="privacy">(.*?)</dd>', run_page(client, auth), re.S)[1]
+    assert privacy == ('hashed fields: email, name; traits sent: all but ip_address '
+                       '<span class="muted">(today\'s settings: this run did not record its '
+                       'own)</span>')
+
+
+def test_raw_records_can_be_kept_off_the_pages(client, auth, monkeypatch):
+    monkeypatch.setenv("MOESIF_SEGMENT_HISTORY_RAW_RECORDS", "false")
+    html = run_page(client, auth)
+    assert "x@example.com" not in html and 'id="no-raw-records"' in html
+    assert "/export/rejects.csv" in html  # the downloads still have them
+
+
+def test_a_denied_trait_is_left_out_of_the_raw_record_shown(client, auth, monkeypatch):
+    monkeypatch.setenv("MOESIF_SEGMENT_TRAIT_DENY", '["email"]')
+    html = run_page(client, auth)
+    assert "<pre>{&#34;user_id&#34;:&#34;  &#34;}</pre>" in html
+    assert "x@example.com" not in html

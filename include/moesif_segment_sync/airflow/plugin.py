@@ -6,13 +6,19 @@ only on ``PYTHONPATH``.
 
 Served by Airflow's api-server under ``/segment-sync``. Every route needs an
 authenticated Airflow user (a Bearer token from ``POST /auth/token``, or the
-UI's session cookie): without one it answers 401. The pages are plain
+UI's session cookie): without one it answers 401. Every route then asks the
+configured auth manager, as Airflow's own API does, whether that user may read
+the runs of the DAG it serves (``dag_id``, default ``moesif_to_segment``): if
+not, 403. Raw reject records and sent messages (personal data) can require
+more: ``MOESIF_SEGMENT_PII_ACCESS=edit`` asks for edit access to the DAG's runs. The pages are plain
 server-rendered HTML with an inline SVG chart, so they work offline.
 It reads the audit store through the package's read API and never writes.
 """
 
 from __future__ import annotations
 
+import functools
+import json
 import math
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
@@ -20,7 +26,11 @@ from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import quote, urlencode
 
-from airflow.api_fastapi.core_api.security import get_user
+from airflow.api_fastapi.app import get_auth_manager
+from airflow.api_fastapi.auth.managers.base_auth_manager import ResourceMethod
+from airflow.api_fastapi.auth.managers.models.base_user import BaseUser
+from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity, DagDetails
+from airflow.api_fastapi.core_api.security import GetUserDep, get_user
 from airflow.plugins_manager import AirflowPlugin
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, StreamingResponse
@@ -28,7 +38,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from pydantic import BeforeValidator
 
 from ..pipeline import Staging, plan
-from ..settings import load_settings
+from ..settings import SyncSettings, load_settings
 from ..store import history
 from ..store.audit import AuditStore, RunKey
 from . import context as airflow_context
@@ -72,6 +82,39 @@ FormStatus = Annotated[Status | None, BeforeValidator(_blank_is_none)]
 FormMode = Annotated[Mode | None, BeforeValidator(_blank_is_none)]
 
 
+def _may(user: BaseUser, dag_id: str, method: ResourceMethod) -> bool:
+    return get_auth_manager().is_authorized_dag(
+        method=method, access_entity=DagAccessEntity.RUN, details=DagDetails(id=dag_id),
+        user=user)
+
+
+def readable_dag(user: GetUserDep, dag_id: str = DAG_ID) -> str:
+    """The ``dag_id`` of the request, once the auth manager says the user may read its runs."""
+    if not _may(user, dag_id, "GET"):
+        raise HTTPException(403, f"you may not read the runs of DAG {dag_id!r}: ask an Airflow "
+                                 "admin for read access to that DAG's runs")
+    return dag_id
+
+
+ReadableDag = Annotated[str, Depends(readable_dag)]
+
+
+def may_see_personal_data(user: BaseUser, dag_id: str) -> bool:
+    """Raw reject records and sent messages: read access to the runs, or edit access when
+    ``MOESIF_SEGMENT_PII_ACCESS=edit``."""
+    return load_settings().pii_access == "read" or _may(user, dag_id, "PUT")
+
+
+def personal_data_dag(user: GetUserDep, dag_id: ReadableDag) -> str:
+    if not may_see_personal_data(user, dag_id):
+        raise HTTPException(403, f"downloads hold personal data: they need edit access to the "
+                                 f"runs of DAG {dag_id!r} (MOESIF_SEGMENT_PII_ACCESS=edit)")
+    return dag_id
+
+
+PersonalDataDag = Annotated[str, Depends(personal_data_dag)]
+
+
 def _detail(audit: AuditStore, run_id: str, dag_id: str) -> history.RunDetail:
     detail = history.run_detail(audit, RunKey(dag_id, run_id))
     if detail is None:
@@ -82,10 +125,11 @@ def _detail(audit: AuditStore, run_id: str, dag_id: str) -> history.RunDetail:
 # ---------------------------------------------------------------- JSON API
 
 @app.get("/runs", response_model=history.RunPage, summary="Runs, the last started first")
-def runs(audit: Store, since: date | None = None, until: date | None = None,
+def runs(audit: Store, dag_id: ReadableDag, since: date | None = None,
+         until: date | None = None,
          status: Status | None = None, mode: Mode | None = None, sort: Sort = "started",
          limit: Annotated[int, Query(ge=1, le=500)] = PAGE_SIZE,
-         offset: Annotated[int, Query(ge=0)] = 0, dag_id: str = DAG_ID) -> history.RunPage:
+         offset: Annotated[int, Query(ge=0)] = 0) -> history.RunPage:
     """Filter by the window's start date (`since` included, `until` excluded), status, mode;
     `sort=window` lists the newest window first."""
     return history.list_runs(audit, dag_id, since=_utc_day(since), until=_utc_day(until),
@@ -93,12 +137,12 @@ def runs(audit: Store, since: date | None = None, until: date | None = None,
 
 
 @app.get("/runs/{run_id}", response_model=history.RunDetail, summary="One run")
-def run(run_id: str, audit: Store, dag_id: str = DAG_ID) -> history.RunDetail:
+def run(run_id: str, audit: Store, dag_id: ReadableDag) -> history.RunDetail:
     return _detail(audit, run_id, dag_id)
 
 
 @app.get("/runs/{run_id}/rejects", response_model=history.RejectPage, summary="A run's rejects")
-def run_rejects(run_id: str, audit: Store, dag_id: str = DAG_ID,
+def run_rejects(run_id: str, audit: Store, dag_id: PersonalDataDag,
                 limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
                 offset: Annotated[int, Query(ge=0)] = 0) -> history.RejectPage:
     _detail(audit, run_id, dag_id)
@@ -107,7 +151,7 @@ def run_rejects(run_id: str, audit: Store, dag_id: str = DAG_ID,
 
 @app.get("/runs/{run_id}/export/{what}.{fmt}", summary="Download rejects or sent messages")
 def export(run_id: str, what: Literal["rejects", "messages"], fmt: Literal["csv", "jsonl"],
-           audit: Store, dag_id: str = DAG_ID) -> StreamingResponse:
+           audit: Store, dag_id: PersonalDataDag) -> StreamingResponse:
     detail = _detail(audit, run_id, dag_id)
     if what == "rejects":
         rows = history.list_rejects(audit, RunKey(dag_id, run_id), limit=10**9).rejects
@@ -131,10 +175,10 @@ def _utc_day(value: date | None) -> datetime | None:
 # ---------------------------------------------------------------- pages
 
 @app.get("/ui/", response_class=HTMLResponse, include_in_schema=False)
-def history_page(request: Request, audit: Store, since: FormDate = None,
+def history_page(request: Request, audit: Store, dag_id: ReadableDag, since: FormDate = None,
                  until: FormDate = None, status: FormStatus = None,
                  mode: FormMode = None, sort: Sort = "started",
-                 page: Annotated[int, Query(ge=1)] = 1, dag_id: str = DAG_ID) -> HTMLResponse:
+                 page: Annotated[int, Query(ge=1)] = 1) -> HTMLResponse:
     listing = history.list_runs(audit, dag_id, since=_utc_day(since), until=_utc_day(until),
                                 status=status, mode=mode, sort=sort, limit=PAGE_SIZE,
                                 offset=(page - 1) * PAGE_SIZE)
@@ -152,13 +196,42 @@ def history_page(request: Request, audit: Store, since: FormDate = None,
 
 
 @app.get("/ui/runs/{run_id}", response_class=HTMLResponse, include_in_schema=False)
-def run_page(run_id: str, audit: Store, dag_id: str = DAG_ID) -> HTMLResponse:
+def run_page(run_id: str, audit: Store, user: GetUserDep, dag_id: ReadableDag) -> HTMLResponse:
     if dag_id != DAG_ID:
         return HTMLResponse(templates.get_template("not_ours.html").render(dag_id=dag_id))
     detail = _detail(audit, run_id, dag_id)
     rejects = history.list_rejects(audit, RunKey(dag_id, run_id), limit=200)
+    settings = load_settings()
+    privacy = privacy_of(detail, settings)
     return HTMLResponse(templates.get_template("run.html").render(
-        run=detail, rejects=rejects, prefix=PREFIX, quote=quote))
+        run=detail, rejects=rejects, prefix=PREFIX, quote=quote,
+        personal_data=may_see_personal_data(user, dag_id),
+        raw_records=settings.history_raw_records, privacy=privacy,
+        without_denied=functools.partial(without_denied, deny=privacy["trait_deny"])))
+
+
+def without_denied(raw: str, *, deny: list[str]) -> str:
+    """A raw record as the page shows it: without the top-level fields the run's trait deny
+    list kept out of Segment (hashed fields are hashed in it already, as staged)."""
+    if not deny:
+        return raw
+    try:
+        record = json.loads(raw)
+    except ValueError:
+        return raw
+    if not isinstance(record, dict):
+        return raw
+    return json.dumps({k: v for k, v in record.items() if k not in deny},
+                      ensure_ascii=False, separators=(",", ":"))
+
+
+def privacy_of(detail: history.RunDetail, settings: SyncSettings) -> dict:
+    """What the run hid: its own record of it, or today's settings for an older run."""
+    recorded = detail.counts.get("privacy")
+    if recorded is not None:
+        return {**recorded, "recorded": True}
+    return {"hash_fields": settings.hash_fields, "trait_allow": settings.trait_allow,
+            "trait_deny": settings.trait_deny, "recorded": False}
 
 
 def chart(runs: list[history.RunRow], width: int = 900, height: int = 160) -> dict | None:
