@@ -55,7 +55,7 @@ import os
 from datetime import timedelta
 
 import pendulum
-from airflow.sdk import Param, dag, task
+from airflow.sdk import Asset, Param, dag, task
 from airflow.timetables.interval import CronDataIntervalTimetable
 
 from moesif_segment_sync.airflow import stage
@@ -68,6 +68,14 @@ AUDIT_CONN_ID = "moesif_segment_audit"  # optional: SQLite under AIRFLOW_HOME wi
 
 SETTINGS = load_settings()  # a bad MOESIF_SEGMENT_* value is an import error naming it
 SCHEDULE = os.environ.get("MOESIF_SEGMENT_SCHEDULE", "0 * * * *")
+# What the sync reads and what it updates, as Airflow Assets: a DAG scheduled on
+# SEGMENT_PROFILES runs after each sync, its event's extra holding the run's counts.
+MOESIF_USERS = Asset(name="moesif_users", uri=f"moesif://{MOESIF_CONN_ID}/users",
+                     group="moesif_segment_sync")
+MOESIF_COMPANIES = Asset(name="moesif_companies", uri=f"moesif://{MOESIF_CONN_ID}/companies",
+                         group="moesif_segment_sync")
+SEGMENT_PROFILES = Asset(name="segment_profiles", uri=f"segment://{SEGMENT_CONN_ID}/identify",
+                         group="moesif_segment_sync")
 MAX_ACTIVE_RUNS = int(os.environ.get("MOESIF_SEGMENT_MAX_ACTIVE_RUNS", "1"))
 WINDOW = "Window"
 MODES = "Modes"
@@ -93,7 +101,9 @@ def _switch(title: str, description: str, section: str = MODES) -> Param:
 
 @dag(
     dag_id="moesif_to_segment",
-    schedule=CronDataIntervalTimetable(SCHEDULE, timezone="UTC"),
+    # On the clock, or (MOESIF_SEGMENT_SCHEDULE_ASSET) after an upstream Asset's event.
+    schedule=(Asset(uri=SETTINGS.schedule_asset) if SETTINGS.schedule_asset
+              else CronDataIntervalTimetable(SCHEDULE, timezone="UTC")),
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=MAX_ACTIVE_RUNS,
@@ -131,13 +141,13 @@ def moesif_to_segment():
         is extracted, so a typo fails one task, once."""
         return sync.check_window(run)
 
-    @task
+    @task(inlets=[MOESIF_USERS, MOESIF_COMPANIES])
     @stage(audit=AUDIT_CONN_ID, moesif=MOESIF_CONN_ID, doctor=(MOESIF_CONN_ID, SEGMENT_CONN_ID))
     def extract_users(run, sync, moesif):
         """Stage the window's users and the users of its changed companies."""
         return sync.extract_users(run, moesif)
 
-    @task
+    @task(inlets=[MOESIF_COMPANIES])
     @stage(audit=AUDIT_CONN_ID, moesif=MOESIF_CONN_ID)
     def extract_companies(run, sync, moesif):
         """Stage the companies changed or seen in the window."""
@@ -157,13 +167,20 @@ def moesif_to_segment():
         """Send one shard's messages that Segment lacks, writing the ledger as it goes."""
         return sync.load(run, segment, shard)
 
-    @task
+    @task(outlets=[SEGMENT_PROFILES])
     @stage(audit=AUDIT_CONN_ID)
     def audit(run, sync, users, companies, shards, loads):
-        """Sum the shards, write the run record and audit.json; fail when counts do not add up."""
+        """Sum the shards, write the run record and audit.json; fail when counts do not add up.
+        On success, the Segment profiles' Asset event carries the run's counts."""
+        from moesif_segment_sync.airflow import context
+
         report = sync.audit(run, users, companies, list(shards), list(loads))
-        return {key: report[key] for key in
-                ("considered", "sent", "would_send", "unchanged", "rejected", "batches", "status")}
+        figures = {key: report[key] for key in ("considered", "sent", "would_send", "unchanged",
+                                                "rejected", "batches", "status")}
+        context.asset_event_extra(SEGMENT_PROFILES, {
+            **figures, "run_id": run.run_id, "dry_run": run.params.dry_run,
+            "window_start": report["window_start"], "window_end": report["window_end"]})
+        return figures
 
     users, companies = extract_users(), extract_companies()
     check_window() >> [users, companies]

@@ -17,6 +17,7 @@ from collections.abc import Callable
 import requests
 import tenacity
 
+from . import metrics
 from .errors import TransientHTTPError
 
 log = logging.getLogger(__name__)
@@ -86,8 +87,13 @@ def build_retrying(
             return seconds_to_next_minute(clock()) + random.uniform(0, rate_limit_jitter)
         return backoff(state)
 
+    api = what.split(" ", 1)[0].lower()  # "Moesif ..." or "Segment ..."
+
     def log_wait(state: tenacity.RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
+        metrics.incr(f"{api}.retries")
+        if isinstance(exc, TransientHTTPError) and exc.status == 429:
+            metrics.incr(f"{api}.rate_limited")
         log.warning("%s: attempt %d of %d failed (%s); waiting %.1f s",
                     what, state.attempt_number, max_attempts, exc,
                     state.next_action.sleep if state.next_action else 0.0)

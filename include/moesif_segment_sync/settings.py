@@ -34,6 +34,10 @@ class SyncSettings(BaseSettings):
         "", description="URL of the staging root (file://, s3://, gs://, memory://); "
         "empty means a folder under AIRFLOW_HOME")
     schedule: str = Field("0 * * * *", description="cron expression of the sync windows (UTC)")
+    schedule_asset: str = Field(
+        "", description="URI of an upstream Airflow Asset: when set, the DAG runs after each "
+        "of its events instead of on the clock (each run syncs the last complete schedule "
+        "interval)")
     max_window: timedelta = Field(
         timedelta(days=31), gt=timedelta(0), description="longest window a run may sync "
         "without the allow_long_window param (ISO 8601 duration like P31D, or seconds)")

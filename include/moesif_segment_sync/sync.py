@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
-from . import codec
+from . import codec, metrics
 from .codec import format_utc
 from .errors import AccountingError, RejectThresholdError, SyncError
 from .moesif import FieldNames, MoesifClient
@@ -182,9 +182,29 @@ def audit(run: Run, extracted_users: ExtractedUsers | dict,
                                        "failed_task": "audit" if error else None})
     report = _persist(run, record)
     log.info("run summary\n%s", summary_table(report))
+    _count(record)
     if error:
         raise error
     return report
+
+
+def _count(record: RunRecord) -> None:
+    """The run's figures as counters and timers (``metrics``), once per run: the audit runs
+    once, where a retried load would count its batches twice."""
+    counts = record.counts
+    for name, value in (("users.considered", record.considered),
+                        ("messages.sent", record.sent), ("messages.would_send", record.would_send),
+                        ("messages.unchanged", record.unchanged),
+                        ("messages.rejected", record.rejected), ("batches", record.batches),
+                        ("users.extracted", counts.users_in_window + counts.users_via_company),
+                        ("companies.extracted", counts.companies),
+                        ("moesif.requests", counts.moesif_requests),
+                        ("segment.attempts", counts.send_attempts)):
+        metrics.incr(name, value)
+    for stage, seconds in record.timings.items():
+        if seconds is not None:
+            metrics.timing(f"{stage}.duration", seconds)
+    metrics.incr(f"runs.{record.status}")
 
 
 def _record(run: Run, users: ExtractedUsers, companies: ExtractedCompanies, built: Built,
@@ -269,6 +289,7 @@ def record_failure(run: Run, task: str, error: str, *, started_at: datetime | No
             params=run.params.as_dict(), counts=None, timings={},
             staging=run.staging().dir_url)
         store.record_run(run.key, **{**record.model_dump(), "counts": {}})
+        metrics.incr("runs.failed")
     finally:
         store.close()
 

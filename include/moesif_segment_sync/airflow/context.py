@@ -16,6 +16,7 @@ from airflow.sdk import get_current_context
 from airflow.sdk.exceptions import AirflowFailException
 from airflow.sdk.log import mask_secret
 
+from .. import metrics
 from ..errors import (
     AccountingError,
     ConfigError,
@@ -97,6 +98,19 @@ def run_doctor(moesif_conn_id: str = MOESIF_CONN_ID,
     if failing:
         raise ConfigError(f"the doctor found failing checks: {', '.join(failing)} "
                           "(each with its fix in the log above)")
+
+
+def asset_event_extra(asset: object, extra: dict) -> None:
+    """The ``extra`` of the Asset event this task emits for ``asset`` when it succeeds."""
+    get_current_context()["outlet_events"][asset].extra = extra
+
+
+def use_airflow_metrics() -> None:
+    """Send the sync's counters and timers (``metrics``) through Airflow's ``Stats``: StatsD
+    or OpenTelemetry, as ``[metrics]`` configures it, with Airflow's prefix in front."""
+    from airflow.sdk.observability import stats
+
+    metrics.use(stats)
 
 
 def is_last_attempt(error: BaseException) -> bool:

@@ -38,6 +38,7 @@ def stage(*, audit: str, moesif: str | None = None, segment: str | None = None,
             from .. import sync
             from . import context
 
+            context.use_airflow_metrics()
             try:
                 with context.failing_fast():
                     run = context.current_run(audit)

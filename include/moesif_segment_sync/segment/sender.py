@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 
 import requests
 
+from .. import metrics
 from ..codec import format_utc
 from ..errors import SegmentError, redact
 from ..retry import build_retrying, transient_error
@@ -89,7 +90,9 @@ class SegmentSender:
         body = batch.body(format_utc(datetime.fromtimestamp(self._clock(), UTC)))
         if self._settings.gzip:
             body = gzip.compress(body, compresslevel=1)
+        started = time.monotonic()
         response = self._session.post(self.url, data=body, timeout=self._settings.http_timeout)
+        metrics.timing("segment.send_latency", time.monotonic() - started)
         status = response.status_code
         if status == 200:
             return
