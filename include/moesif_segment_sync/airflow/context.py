@@ -11,6 +11,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from airflow.sdk import get_current_context
 from airflow.sdk.exceptions import AirflowFailException
@@ -103,6 +104,28 @@ def run_doctor(moesif_conn_id: str = MOESIF_CONN_ID,
 def asset_event_extra(asset: object, extra: dict) -> None:
     """The ``extra`` of the Asset event this task emits for ``asset`` when it succeeds."""
     get_current_context()["outlet_events"][asset].extra = extra
+
+
+def report_lineage(task: str, result: Any, moesif_conn_id: str = MOESIF_CONN_ID,
+                   segment_conn_id: str = SEGMENT_CONN_ID) -> None:
+    """What the task read from Moesif or updated in Segment, with its counts, for lineage
+    tools (``lineage``): a no-op unless a lineage reader such as OpenLineage is installed."""
+    from ..summaries import ExtractedCompanies, ExtractedUsers
+    from . import lineage
+
+    users, companies = (f"moesif://{moesif_conn_id}/users",
+                        f"moesif://{moesif_conn_id}/companies")
+    if isinstance(result, ExtractedUsers):
+        lineage.report(MoesifHook(moesif_conn_id), inputs={
+            users: {"users": result.users_in_window + result.users_via_company,
+                    "users_via_company": result.users_via_company},
+            companies: {"companies": result.user_companies}})
+    elif isinstance(result, ExtractedCompanies):
+        lineage.report(MoesifHook(moesif_conn_id),
+                       inputs={companies: {"companies": result.companies}})
+    elif task == "audit" and isinstance(result, dict):
+        lineage.report(SegmentHook(segment_conn_id),
+                       outputs={f"segment://{segment_conn_id}/identify": result})
 
 
 def use_airflow_metrics() -> None:

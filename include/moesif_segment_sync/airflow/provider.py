@@ -9,6 +9,7 @@ from __future__ import annotations
 
 PACKAGE = "moesif-segment-sync"
 _HOOKS = "moesif_segment_sync.airflow.hooks"
+_LINEAGE = "moesif_segment_sync.airflow.lineage"
 
 
 def get_provider_info() -> dict:
@@ -21,6 +22,11 @@ def get_provider_info() -> dict:
                        "used by the moesif_to_segment DAG.",
         "versions": [__version__],
         "hooks": [{"integration-name": "Moesif to Segment sync", "python-modules": [_HOOKS]}],
+        "asset-uris": [{
+            "schemes": ["moesif", "segment"],
+            "handler": f"{_LINEAGE}.sanitize_uri",
+            "to_openlineage_converter": f"{_LINEAGE}.to_openlineage",
+        }],
         "connection-types": [
             {
                 "hook-class-name": f"{_HOOKS}.MoesifHook",

@@ -49,7 +49,10 @@ def stage(*, audit: str, moesif: str | None = None, segment: str | None = None,
                     if segment is not None:
                         kwargs["segment"] = (None if run.params.dry_run
                                              else context.segment_endpoint(segment))
-                    return _as_json(body(run, sync, *args, **kwargs))
+                    result = body(run, sync, *args, **kwargs)
+                    context.report_lineage(body.__name__, result, **({"moesif_conn_id": moesif}
+                                                                     if moesif else {}))
+                    return _as_json(result)
             except Exception as error:
                 if context.is_last_attempt(error):
                     context.record_failure(body.__name__, error, audit)

@@ -1,0 +1,59 @@
+"""OpenLineage (issue 19): with the provider installed and its file transport set, the task
+events name the Moesif inputs and the Segment output, with the run's counts as a facet."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from airflow.dag_processing.dagbag import DagBag
+
+from moesif_segment_sync.store.audit import AuditStore
+from sandbox.datagen import generate
+from sandbox.environment import DATA_SPAN, DEMO_WINDOW, stand_ins
+from tests.conftest import REPO
+from tests.dags.support import point_dag_at
+from tests.support import DAG_ID
+
+
+@pytest.fixture
+def events(airflow_db, tmp_path, monkeypatch):
+    dataset = generate(400, seed=11, start=DATA_SPAN[0], end=DATA_SPAN[1])
+    path = tmp_path / "openlineage.jsonl"
+    monkeypatch.setenv("AIRFLOW__OPENLINEAGE__TRANSPORT", json.dumps(
+        {"type": "file", "log_file_path": str(path), "append": True}))
+    monkeypatch.setenv("AIRFLOW__OPENLINEAGE__NAMESPACE", "test")
+    with stand_ins(dataset) as (moesif, segment):
+        audit_url = point_dag_at(monkeypatch, moesif.url, segment.url, tmp_path)
+        dag = DagBag(dag_folder=str(REPO / "dags")).dags[DAG_ID]
+        dag_run = dag.test(logical_date=DEMO_WINDOW[1])
+        assert str(dag_run.state) == "success"
+    store = AuditStore(audit_url)
+    record = store.latest_runs(DAG_ID, limit=1)[0]
+    store.close()
+    lines = path.read_text().splitlines() if path.exists() else []
+    yield [json.loads(line) for line in lines], record
+
+
+def complete(events: list[dict], task: str) -> dict:
+    [event] = [e for e in events if e["eventType"] == "COMPLETE"
+               and e["job"]["name"] == f"{DAG_ID}.{task}"]
+    return event
+
+
+def test_the_events_name_inputs_and_output_with_counts(events):
+    events, record = events
+    users = complete(events, "extract_users")
+    assert [(d["namespace"], d["name"]) for d in users["inputs"]] == [
+        ("moesif://moesif_default", "users"), ("moesif://moesif_default", "companies")]
+    facet = users["inputs"][0]["facets"]["moesifSegmentSync"]["counts"]
+    assert facet["users"] == record["counts"]["users_in_window"] + record["counts"][
+        "users_via_company"]
+
+    audit = complete(events, "audit")
+    [output] = audit["outputs"]
+    assert (output["namespace"], output["name"]) == ("segment://segment_default", "identify")
+    counts = output["facets"]["moesifSegmentSync"]["counts"]
+    assert {key: counts[key] for key in ("considered", "sent", "rejected", "status")} == {
+        "considered": record["considered"], "sent": record["sent"],
+        "rejected": record["rejected"], "status": "success"}
