@@ -110,6 +110,13 @@ def report_lineage(task: str, result: Any, moesif_conn_id: str = MOESIF_CONN_ID,
                    segment_conn_id: str = SEGMENT_CONN_ID) -> None:
     """What the task read from Moesif or updated in Segment, with its counts, for lineage
     tools (``lineage``): a no-op unless a lineage reader such as OpenLineage is installed."""
+    try:
+        _report_lineage(task, result, moesif_conn_id, segment_conn_id)
+    except Exception as exc:  # noqa: BLE001 - lineage is a by-product: it never fails a sync
+        log.warning("lineage not reported: %s: %s", type(exc).__name__, str(exc)[:300])
+
+
+def _report_lineage(task: str, result: Any, moesif_conn_id: str, segment_conn_id: str) -> None:
     from ..summaries import ExtractedCompanies, ExtractedUsers
     from . import lineage
 
