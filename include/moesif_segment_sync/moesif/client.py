@@ -100,7 +100,8 @@ class MoesifClient:
                 progress.total = page.total
                 progress.advance(len(page.hits), f"page {page_no}")
                 yield page
-        progress.finish(f"{page_no:,} page{'' if page_no == 1 else 's'}")
+        if progress.done:  # an empty lookup (say, one chunk of company ids) says nothing
+            progress.finish(f"{page_no:,} page{'' if page_no == 1 else 's'}")
 
     def get_json(self, path: str) -> Any:
         """One GET answered with JSON (an entity by id, a mapping), returned whole.
