@@ -58,6 +58,9 @@ class SegmentStandIn(StandInServer):
                  verbose: bool = False) -> None:
         self.write_key = write_key
         self._state_lock = threading.Lock()
+        # userId -> Segment's message: a request holding one of them is refused whole with
+        # 400, as Segment refuses a batch with an invalid message (tests of the load's split).
+        self.refused_users: dict[str, str] = {}
         self._reset_state()
         super().__init__(port, verbose=verbose)
 
@@ -156,6 +159,10 @@ class SegmentStandIn(StandInServer):
             if len(blob) > MAX_MESSAGE_BYTES:
                 raise HttpError(400, f"Message {position} is {len(blob)} bytes, over the "
                                      f"{MAX_MESSAGE_BYTES}-byte (32 KB) limit")
+        for message in batch:
+            user_id = message.get("userId") if isinstance(message, dict) else None
+            if user_id in self.refused_users:
+                raise HttpError(400, self.refused_users[user_id])
         over_limit = max(0, len(batch) - MAX_BATCH_MESSAGES)
         sent_at = envelope.get("sentAt")
         with self._state_lock:

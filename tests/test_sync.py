@@ -219,7 +219,7 @@ def test_a_user_twice_in_the_staged_users_is_sent_once(tmp_path, servers):
 def test_a_refused_batch_stops_the_load_and_a_retry_resumes_after_the_last_sent(tmp_path,
                                                                                 servers):
     _, moesif, segment = servers
-    run = make_run(tmp_path)
+    run = make_run(tmp_path, max_refused_splits=0)  # the refused batch is not split
     [built] = extract_and_transform(run, moesif)["shards"]
     segment.inject(400, after=2, body={"code": "invalid_request", "message": "simulated"})
 

@@ -71,6 +71,9 @@ class SyncSettings(BaseSettings):
     compress_level: int = Field(1, ge=0, le=9, description="gzip level of staged files")
     audit_lock_timeout: float = Field(
         30.0, gt=0, description="seconds to wait for a locked audit store before failing")
+    max_refused_splits: int = Field(
+        100, ge=0, description="requests a load task may spend splitting batches that Segment "
+        "refuses as invalid (400, 413) to find the refused messages; 0 = never split, fail")
     max_rejected_share: float = Field(
         0.05, ge=0, le=1, description="fail a run whose rejected users exceed this share")
     hash_fields: list[str] = Field(

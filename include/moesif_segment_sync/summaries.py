@@ -75,6 +75,7 @@ class Loaded(StageSummary):
     shards: int = 1
     batches: int
     sent: int
+    refused: int = 0  # refused by Segment one by one: rejects of kind segment_refused
     would_send: int
     unchanged: int
     planned: int
@@ -86,8 +87,8 @@ class Loaded(StageSummary):
     def summed(cls, loads: list[Loaded]) -> Loaded:
         """The shards' loads as one: counts add up, the slowest shard is the load's time."""
         counts = {name: sum(getattr(load, name) for load in loads) for name in (
-            "batches", "sent", "would_send", "unchanged", "planned", "resumed_batches",
-            "attempts", "bytes")}
+            "batches", "sent", "refused", "would_send", "unchanged", "planned",
+            "resumed_batches", "attempts", "bytes")}
         starts = [load.started_at for load in loads if load.started_at is not None]
         return cls(**counts, shards=len(loads), seconds=max(load.seconds for load in loads),
                    started_at=min(starts, default=None))

@@ -217,10 +217,12 @@ def _record(run: Run, users: ExtractedUsers, companies: ExtractedCompanies, buil
         dry_run=run.params.dry_run,
         started_at=min((s.started_at for s in stages.values() if s.started_at), default=None),
         finished_at=now(), status="success", considered=built.considered, sent=loaded.sent,
-        would_send=loaded.would_send, unchanged=loaded.unchanged, rejected=built.rejected,
-        batches=loaded.batches,
+        would_send=loaded.would_send, unchanged=loaded.unchanged,
+        rejected=built.rejected + loaded.refused, batches=loaded.batches,
         counts=RunCounts(
-            routes=built.routes, rejected_by_kind=built.rejected_by_kind,
+            routes=built.routes, rejected_by_kind=dict(sorted({
+                **built.rejected_by_kind,
+                **({"segment_refused": loaded.refused} if loaded.refused else {})}.items())),
             warnings=built.warnings, companies=built.companies,
             companies_rejected=built.companies_rejected,
             users_in_window=users.users_in_window, users_via_company=users.users_via_company,
@@ -233,8 +235,11 @@ def _record(run: Run, users: ExtractedUsers, companies: ExtractedCompanies, buil
                      "trait_deny": run.settings.trait_deny}),
         timings={name: summary.seconds for name, summary in stages.items()},
         staging=run.staging().dir_url,
-        notes=[*run.window.notes, *(["0 users changed or seen in this window"]
-                                    if built.considered == 0 else [])])
+        notes=[*run.window.notes,
+               *(["0 users changed or seen in this window"] if built.considered == 0 else []),
+               *([f"Segment refused {loaded.refused:,} message(s) one by one; the others of "
+                  "their batches were delivered; they are rejects of kind segment_refused"]
+                 if loaded.refused else [])])
 
 
 def _verdict(record: RunRecord, max_rejected_share: float) -> SyncError | None:
@@ -255,7 +260,10 @@ def _persist(run: Run, record: RunRecord) -> dict:
     stage = run.staging()
     store = run.audit_store()
     try:
-        stored_rejects = store.replace_rejects(run.key, _reject_rows(stage))
+        refused = [staging.refused_file(shard, batch_no) for (shard, batch_no), entry
+                   in sorted(store.ledger(run.key).items())
+                   if (entry.error or "").startswith(staging.REFUSED_NOTE)]
+        stored_rejects = store.replace_rejects(run.key, _reject_rows(stage, refused))
         store.record_run(run.key, **record.model_dump())
     finally:
         store.close()
@@ -316,14 +324,16 @@ def check_rejected_share(rejected: int, considered: int, threshold: float) -> No
             "rejects for the reasons")
 
 
-def _reject_rows(stage: Staging) -> Iterator[dict]:
-    for number, line in enumerate(stage.lines(staging.REJECTS), start=1):
-        reject, _ = codec.loads(line)
-        yield {
-            "entity": reject["entity"],
-            "entity_id": reject["id"],
-            "kind": reject["kind"],
-            "reason": reject["reason"],
-            "raw_location": f"{stage.url(staging.REJECTS)}#L{number}",
-            "raw_record": codec.dumps(reject["record"], lenient=True).decode("ascii"),
-        }
+def _reject_rows(stage: Staging, refused_files: list[str] = ()) -> Iterator[dict]:
+    """The transform's rejects, then the messages Segment refused (``refused_files``)."""
+    for name in (staging.REJECTS, *refused_files):
+        for number, line in enumerate(stage.lines(name), start=1):
+            reject, _ = codec.loads(line)
+            yield {
+                "entity": reject["entity"],
+                "entity_id": reject["id"],
+                "kind": reject["kind"],
+                "reason": reject["reason"],
+                "raw_location": f"{stage.url(name)}#L{number}",
+                "raw_record": codec.dumps(reject["record"], lenient=True).decode("ascii"),
+            }

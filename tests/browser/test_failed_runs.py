@@ -52,6 +52,7 @@ def world(tmp_path_factory):
     with MoesifStandIn(dataset.users, dataset.companies, api_key="mk").start() as moesif, \
             SegmentStandIn("wk").start() as segment, \
             standalone(root / "airflow", MOESIF_SEGMENT_MAX_BATCH_BYTES="60000",
+                       MOESIF_SEGMENT_MAX_REFUSED_SPLITS="0",  # a refused batch fails the load
                        **connection_env(moesif.url, segment.url, moesif_key="mk",
                                         write_key="wk")) as server:
         server.api("PATCH", f"/api/v2/dags/{DAG_ID}", json={"is_paused": False})

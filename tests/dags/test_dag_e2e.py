@@ -335,6 +335,7 @@ def test_a_window_with_nothing_in_it_succeeds_with_a_note(dag, world):
 def test_a_load_refused_after_two_batches_is_in_the_history_with_what_was_delivered(
         dag, world, monkeypatch):
     monkeypatch.setenv("MOESIF_SEGMENT_MAX_BATCH_BYTES", "60000")
+    monkeypatch.setenv("MOESIF_SEGMENT_MAX_REFUSED_SPLITS", "0")  # the batch is not split
     world.segment.inject(400, after=2, times=10, body={"code": "invalid_request",
                                                        "message": "Invalid JSON at item 17"})
 
@@ -373,3 +374,25 @@ def test_the_doctor_param_passes_on_a_healthy_set_up(dag, world):
     dag_run = run(dag, doctor=True)
 
     assert str(dag_run.state) == "success", states(dag_run)
+
+
+def test_a_message_segment_refuses_is_a_reject_and_the_run_succeeds(dag, world):
+    refused = sorted(expected_user_ids(world.dataset))[5]
+    world.segment.refused_users[refused] = "Invalid message: traits.email"
+
+    dag_run = run(dag)
+
+    assert str(dag_run.state) == "success", states(dag_run)
+    delivered = {m["userId"] for m in world.segment.delivered.values()}
+    assert delivered == expected_user_ids(world.dataset) - {refused}
+    last = world.last_run()
+    assert last["counts"]["rejected_by_kind"]["segment_refused"] == 1
+    assert last["considered"] == last["sent"] + last["unchanged"] + last["rejected"]
+    store = world.store()
+    try:
+        [reject] = [r for r in store.rejects(RunKey(DAG_ID, dag_run.run_id))
+                    if r["kind"] == "segment_refused"]
+    finally:
+        store.close()
+    assert (reject["entity_id"], reject["reason"]) == (
+        refused, "Segment refused the message: Invalid message: traits.email")

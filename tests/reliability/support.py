@@ -23,7 +23,10 @@ WINDOW_END = "2026-11-25T01:00:00.000Z"
 MOESIF_KEY, WRITE_KEY = "mk-reliability-5e0c", "wk-reliability-9a41"
 USERS_SEARCH = "/v1/search/~/search/users"
 # Waits short enough to record, not to sleep: the fake clock records them anyway.
-FAST = {"backoff_initial": 0.5, "backoff_max": 4.0, "rate_limit_jitter": 0.0}
+# Waits short enough to record; a batch Segment refuses fails the load, unsplit (the split
+# is tested in tests/pipeline/test_refused.py).
+FAST = {"backoff_initial": 0.5, "backoff_max": 4.0, "rate_limit_jitter": 0.0,
+        "max_refused_splits": 0}
 
 
 class FakeTime:

@@ -114,6 +114,7 @@ def test_no_secret_reaches_staged_files_the_audit_store_logs_or_output(airflow_d
         wrong_write_key = dag.test(logical_date=window_end(0), run_conf={"force": True})
 
         set_connections(monkeypatch, moesif, segment)
+        monkeypatch.setenv("MOESIF_SEGMENT_MAX_REFUSED_SPLITS", "0")  # a 400 fails the load
         segment.inject(400, body={"code": "invalid_request",
                                   "message": f"batch refused for source {WRITE_SECRET}"})
         refused = dag.test(logical_date=window_end(1), run_conf={"force": True})

@@ -15,15 +15,21 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
-from ..errors import SyncError
+import orjson
+
+from ..errors import SegmentError, SyncError
 from ..progress import Progress
-from ..segment import Batch, RateLimiter, SegmentSender, pack
+from ..segment import ENVELOPE_BYTES, Batch, RateLimiter, SegmentSender, pack
 from ..settings import SyncSettings
 from ..store import AuditStore, BatchEntry, RunKey
 from . import plan, staging
 from .staging import Staging
 
 log = logging.getLogger(__name__)
+
+# Segment's answers to a batch it refuses as invalid: 400 (a message it cannot take) and 413
+# (too large). The batch is split to find the messages; any other refusal fails the load.
+SPLITTABLE = frozenset({400, 413})
 
 
 @dataclass(frozen=True)
@@ -43,6 +49,7 @@ class ShardLoad:
 class Totals:
     batches: int = 0
     sent: int = 0
+    refused: int = 0  # messages Segment refused one by one: rejects of kind segment_refused
     would_send: int = 0
     resumed_batches: int = 0
     attempts: int = 0
@@ -66,7 +73,8 @@ def load_shard(job: ShardLoad, store: AuditStore, sender: SegmentSender | None
             previous = ledger.get((job.shard, batch.no))
             if previous is not None and previous.status == "sent":
                 totals.resumed_batches += 1
-                totals.sent += batch.count
+                totals.sent += previous.messages
+                totals.refused += batch.count - previous.messages
             elif sender is None:
                 store.record_batch(job.key, _entry(job.shard, batch, "dry_run", attempts=0))
                 totals.would_send += batch.count
@@ -128,6 +136,7 @@ class _OneInFlight:
         self._worker = ThreadPoolExecutor(max_workers=1,
                                           thread_name_prefix=f"send-{job.shard}")
         self._in_flight: tuple[Batch, Future[int]] | None = None
+        self._isolation = _Isolation(job, store, sender, totals, progress)
 
     def __enter__(self) -> _OneInFlight:
         return self
@@ -148,16 +157,31 @@ class _OneInFlight:
             self._record_sent(*answered)
 
     def _answered(self) -> tuple[Batch, int] | None:
-        """The batch in flight and its attempts, once Segment took it; raises when it did not."""
+        """The batch in flight and its attempts, once Segment took it; raises when it did not.
+        A batch Segment refuses as invalid is split until the messages it refuses are found
+        (``_Isolation``): those become rejects, the others are delivered."""
         if self._in_flight is None:
             return None
         (batch, future), self._in_flight = self._in_flight, None
         try:
             return batch, future.result()
-        except SyncError as exc:
-            self._store.record_batch(self._job.key, _entry(
-                self._job.shard, batch, "failed", self._sender.attempts, str(exc)))
+        except SegmentError as exc:
+            if exc.status in SPLITTABLE and self._isolation.can_split(batch):
+                try:
+                    self._isolation.isolate(batch, exc)
+                except SyncError as failure:
+                    self._record_failed(batch, failure)
+                    raise
+                return None
+            self._record_failed(batch, exc)
             raise
+        except SyncError as exc:
+            self._record_failed(batch, exc)
+            raise
+
+    def _record_failed(self, batch: Batch, exc: SyncError) -> None:
+        self._store.record_batch(self._job.key, _entry(
+            self._job.shard, batch, "failed", self._sender.attempts, str(exc)))
 
     def _record_sent(self, batch: Batch, attempts: int) -> None:
         self._store.record_batch(self._job.key, _entry(self._job.shard, batch, "sent", attempts),
@@ -174,3 +198,112 @@ def _entry(shard: int, batch: Batch, status: str, attempts: int,
     first, last = batch.edge_message_ids()
     return BatchEntry(shard, batch.no, status, batch.count, batch.body_bytes, attempts,
                       first, last, error)
+
+
+class _Isolation:
+    """Finds the messages of a refused batch that Segment refuses, by halving.
+
+    The part known to hold a refused message is halved and its first half sent: taken, the
+    refusal is in the second half; refused, it is in the first, and the second half waits
+    untried. Once one message is left, it is sent alone: refused again, it is a reject
+    (``segment_refused``, Segment's answer as its reason); then everything that waited goes
+    in one request, which starts again if Segment refuses it too. So one refused message
+    costs about log2(batch size) + 2 requests beyond the batch's own; past
+    ``MOESIF_SEGMENT_MAX_REFUSED_SPLITS`` requests in a shard, the load fails as before. The
+    batch's ledger entry counts what was delivered and is written once all of it is settled;
+    the refused messages go to ``staging.refused_file`` first.
+    """
+
+    def __init__(self, job: ShardLoad, store: AuditStore, sender: SegmentSender | None,
+                 totals: Totals, progress: Progress) -> None:
+        self._job, self._store, self._sender = job, store, sender
+        self._totals, self._progress = totals, progress
+        self._left = job.settings.max_refused_splits
+
+    def can_split(self, batch: Batch) -> bool:
+        return self._left > 0 and bool(batch.heads)
+
+    def isolate(self, batch: Batch, error: SegmentError) -> None:
+        """Settle ``batch``, refused whole with ``error``: deliver what Segment takes."""
+        delivered: list[int] = []  # positions in the batch
+        refused: list[tuple[int, str]] = []
+        requests = self._sender.attempts
+        suspect: list[int] = list(range(batch.count))  # holds a refused message
+        waiting: list[int] = []  # not tried yet
+        while suspect:
+            if len(suspect) == 1:
+                # Alone, to be sure it is this message Segment refuses, not the request.
+                alone, attempts = self._try(batch, suspect)
+                requests += attempts
+                if alone is None:
+                    delivered += suspect
+                else:
+                    refused.append((suspect[0], alone.segment_message or f"HTTP {alone.status}"))
+                suspect, waiting = waiting, []
+                if not suspect:
+                    break
+                failure, attempts = self._try(batch, suspect)
+                requests += attempts
+                if failure is None:
+                    delivered += suspect
+                    break
+                continue
+            half = len(suspect) // 2
+            first, second = suspect[:half], suspect[half:]
+            failure, attempts = self._try(batch, first)
+            requests += attempts
+            if failure is None:
+                delivered += first
+                suspect = second
+            else:
+                waiting += second
+                suspect = first
+        self._settle(batch, sorted(delivered), sorted(refused), requests)
+
+    def _try(self, batch: Batch, positions: list[int]) -> tuple[SegmentError | None, int]:
+        """Send the messages at ``positions`` as one request: (Segment's refusal or None,
+        attempts)."""
+        if self._left <= 0:
+            cap = self._job.settings.max_refused_splits
+            raise SyncError(f"Segment refused batch {batch.no} of shard {self._job.shard} and "
+                            f"MOESIF_SEGMENT_MAX_REFUSED_SPLITS ({cap}) requests were spent "
+                            "isolating refused messages: fix the data or raise the setting, "
+                            "then clear the load task")
+        self._left -= 1
+        part = _part(batch, positions)
+        try:
+            return None, self._sender.send(part)
+        except SegmentError as exc:
+            if exc.status not in SPLITTABLE:
+                raise
+            return exc, self._sender.attempts
+
+    def _settle(self, batch: Batch, delivered: list[int], refused: list[tuple[int, str]],
+                requests: int) -> None:
+        stage = self._job.stage
+        ids = batch.ids()
+        with stage.writer(staging.refused_file(self._job.shard, batch.no)) as out:
+            for position, reason in refused:
+                out.write_line(orjson.dumps({
+                    "entity": "user", "id": ids[position][0], "kind": "segment_refused",
+                    "reason": f"Segment refused the message: {reason}",
+                    "record": orjson.loads(batch.messages[position])}))
+        note = f"{staging.REFUSED_NOTE}{len(refused)} of {batch.count} messages"
+        entry = BatchEntry(self._job.shard, batch.no, "sent", len(delivered),
+                           batch.body_bytes, requests, *batch.edge_message_ids(), note)
+        self._store.record_batch(self._job.key, entry,
+                                 accepted=[ids[position] for position in delivered])
+        self._totals.sent += len(delivered)
+        self._totals.refused += len(refused)
+        self._totals.attempts += requests
+        log.warning("shard %d batch %d: Segment refused %d of %d messages; the others were "
+                    "delivered, the refused ones are rejects (segment_refused)",
+                    self._job.shard, batch.no, len(refused), batch.count)
+        self._progress.advance(batch.count, f"batch {batch.no}")
+
+
+def _part(batch: Batch, positions: list[int]) -> Batch:
+    messages = [batch.messages[position] for position in positions]
+    return Batch(batch.no, messages,
+                 ENVELOPE_BYTES + sum(map(len, messages)) + len(messages) - 1,
+                 [batch.heads[position] for position in positions])

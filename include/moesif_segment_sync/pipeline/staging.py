@@ -61,6 +61,15 @@ def to_send_file(shard: int) -> str:
     return f"to_send-{shard:05d}.jsonl.gz"
 
 
+def refused_file(shard: int, batch_no: int) -> str:
+    """Messages of one batch that Segment refused one by one (``segment_refused`` rejects)."""
+    return f"segment_refused-{shard:05d}-{batch_no:06d}.jsonl.gz"
+
+
+# The ledger's error of a batch whose refused messages became rejects (then refused_file).
+REFUSED_NOTE = "refused by Segment, kept as rejects: "
+
+
 def plan_file(shard: int) -> str:
     """What the shard's load decided to send, and why."""
     return f"load_plan-{shard:05d}.json"
