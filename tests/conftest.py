@@ -26,6 +26,9 @@ os.environ.update({
     "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
     # Fixed for the test session: in-process dag.test() and the api-server app share it.
     "AIRFLOW__API_AUTH__JWT_SECRET": "test-only-jwt-secret-" + "0" * 64,
+    # The tests pin each window's exact users; the lookback (10 min by default) reads into
+    # the previous window, and its own tests turn it on (tests/dags/test_lookback.py).
+    "MOESIF_SEGMENT_LOOKBACK": "PT0S",
 })
 
 

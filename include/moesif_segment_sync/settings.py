@@ -41,6 +41,10 @@ class SyncSettings(BaseSettings):
     max_window: timedelta = Field(
         timedelta(days=31), gt=timedelta(0), description="longest window a run may sync "
         "without the allow_long_window param (ISO 8601 duration like P31D, or seconds)")
+    lookback: timedelta = Field(
+        timedelta(minutes=10), ge=timedelta(0), description="how far each run also reads back "
+        "into the previous window, for records Moesif indexed after that window's run "
+        "(ISO 8601 duration like PT10M, or seconds; 0 = none)")
     page_size: int = Field(1000, ge=1, le=10_000, description="Moesif search page size")
     id_chunk_size: int = Field(
         500, ge=1, le=10_000, description="ids per `terms` lookup when fetching by company id")

@@ -30,6 +30,7 @@ class ExtractedUsers(StageSummary):
 
     users_in_window: int
     users_via_company: int
+    users_in_lookback: int = 0  # of users_in_window: found only in the lookback before it
     user_companies: int
     file: str
     requests: int
@@ -111,6 +112,9 @@ class RunCounts(BaseModel):
     moesif_requests: int
     shards: int
     resumed_batches: int
+    # Users found only by the lookback, and those of them no earlier run had sent.
+    users_in_lookback: int = 0
+    users_found_late: int = 0
     # What the run kept out of staging and Segment, so its page can say so.
     privacy: dict[str, list[str]] = Field(default_factory=dict)
     send_attempts: int

@@ -17,11 +17,13 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
+import orjson
+
 from . import codec, metrics
 from .codec import format_utc
 from .errors import AccountingError, RejectThresholdError, SyncError
 from .moesif import FieldNames, MoesifClient
-from .pipeline import Staging, TraitPolicy, extract, staging
+from .pipeline import Staging, TraitPolicy, extract, plan, staging
 from .pipeline import load as loading
 from .pipeline import transform as transforming
 from .segment import SegmentSender
@@ -113,7 +115,8 @@ def extract_users(run: Run, moesif: Endpoint) -> ExtractedUsers:
         return extract.extract_users(client, run.staging(), run.window,
                                      full_refresh=run.params.full_refresh,
                                      id_chunk_size=run.settings.id_chunk_size,
-                                     hash_fields=run.settings.hash_fields)
+                                     hash_fields=run.settings.hash_fields,
+                                     lookback=run.settings.lookback)
 
 
 @_stage
@@ -121,7 +124,8 @@ def extract_companies(run: Run, moesif: Endpoint) -> ExtractedCompanies:
     """Stage the companies changed or seen in the window (every company on a full refresh)."""
     with _moesif(run, moesif) as client:
         return extract.extract_companies(client, run.staging(), run.window,
-                                         full_refresh=run.params.full_refresh)
+                                         full_refresh=run.params.full_refresh,
+                                         lookback=run.settings.lookback)
 
 
 def transform(run: Run) -> list[Shard]:
@@ -175,7 +179,8 @@ def audit(run: Run, extracted_users: ExtractedUsers | dict,
     record = _record(run, ExtractedUsers.model_validate(extracted_users),
                      ExtractedCompanies.model_validate(extracted_companies),
                      Shard.model_validate(shards[0]),
-                     Loaded.summed([Loaded.model_validate(part) for part in loads]))
+                     Loaded.summed([Loaded.model_validate(part) for part in loads]),
+                     found_late=_found_late(run, len(shards)))
     error = _verdict(record, run.settings.max_rejected_share)
     record = record.model_copy(update={"status": "failed" if error else "success",
                                        "error": str(error) if error else None,
@@ -207,8 +212,24 @@ def _count(record: RunRecord) -> None:
     metrics.incr(f"runs.{record.status}")
 
 
+def _found_late(run: Run, shards: int) -> int:
+    """Users found only by the lookback that this run sends (or would send): those no
+    earlier run had, since Moesif indexed them after their own window's run."""
+    stage = run.staging()
+    if not stage.exists(staging.LOOKBACK_IDS):
+        return 0
+    earlier = {orjson.loads(line) for line in stage.lines(staging.LOOKBACK_IDS)}
+    found = 0
+    for shard in range(shards) if earlier else ():
+        shard_plan = plan.read(stage, shard)
+        if shard_plan is not None:
+            found += sum(orjson.loads(head)[0] in earlier
+                         for head in shard_plan.selected(plan.heads(stage, shard)))
+    return found
+
+
 def _record(run: Run, users: ExtractedUsers, companies: ExtractedCompanies, built: Built,
-            loaded: Loaded) -> RunRecord:
+            loaded: Loaded, *, found_late: int = 0) -> RunRecord:
     stages = {"extract_users": users, "extract_companies": companies, "transform": built,
               "load": loaded}
     return RunRecord(
@@ -229,7 +250,8 @@ def _record(run: Run, users: ExtractedUsers, companies: ExtractedCompanies, buil
             companies_in_window=companies.companies, user_companies=users.user_companies,
             moesif_requests=users.requests + companies.requests, shards=loaded.shards,
             resumed_batches=loaded.resumed_batches, send_attempts=loaded.attempts,
-            bytes=loaded.bytes,
+            bytes=loaded.bytes, users_in_lookback=users.users_in_lookback,
+            users_found_late=found_late,
             privacy={"hash_fields": run.settings.hash_fields,
                      "trait_allow": run.settings.trait_allow,
                      "trait_deny": run.settings.trait_deny}),
@@ -237,6 +259,8 @@ def _record(run: Run, users: ExtractedUsers, companies: ExtractedCompanies, buil
         staging=run.staging().dir_url,
         notes=[*run.window.notes,
                *(["0 users changed or seen in this window"] if built.considered == 0 else []),
+               *([f"the lookback found {found_late:,} user(s) that no earlier run had sent "
+                  "(indexed by Moesif after their own window's run)"] if found_late else []),
                *([f"Segment refused {loaded.refused:,} message(s) one by one; the others of "
                   "their batches were delivered; they are rejects of kind segment_refused"]
                  if loaded.refused else [])])

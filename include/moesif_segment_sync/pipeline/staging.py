@@ -28,6 +28,7 @@ USERS_VIA_COMPANY = "users_via_company.jsonl.gz"  # users of companies changed i
 COMPANIES = "companies.jsonl.gz"              # companies changed or seen in the window
 USER_COMPANIES = "user_companies.jsonl.gz"    # other companies the users belong to
 REJECTS = "rejects.jsonl.gz"                  # rejected records, whole, with reasons
+LOOKBACK_IDS = "lookback_ids.jsonl.gz"        # users found only by the lookback
 AUDIT = "audit.json"
 
 # Lines are handed to the compressor in blocks of about this many bytes: one zlib call
