@@ -37,6 +37,7 @@ audit says so). The audit records which window was chosen.
 | `dry_run` | build, batch and audit, but send nothing (try this first) |
 | `force` | send even messages whose content Segment already has |
 | `doctor` | run the doctor's checks first; a failing check stops the run |
+| `retry_rejects_of` | a run id: read the users that run rejected again and send them through today's mapping (the window is not read) |
 
 ## Backfill
 Trigger > Backfill in the UI (or `POST /api/v2/backfills`) over a date range
@@ -131,6 +132,12 @@ def _switch(title: str, description: str, section: str = MODES) -> Param:
         "force": _switch("Force", "Send even messages whose content Segment already has."),
         "doctor": _switch("Doctor first", "Check the connections and the account first "
                           "(make doctor); a failing check stops the run."),
+        "retry_rejects_of": Param(
+            None, type=["null", "string"], title="Retry the rejects of run",
+            description="A run id (e.g. scheduled__2026-11-25T01:00:00+00:00): read the users "
+                        "that run rejected from Moesif again and send them through today's "
+                        "mapping, once the cause is fixed. The window is not read.",
+            section=MODES),
     },
 )
 def moesif_to_segment():

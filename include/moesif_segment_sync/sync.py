@@ -21,7 +21,7 @@ import orjson
 
 from . import codec, metrics
 from .codec import format_utc
-from .errors import AccountingError, RejectThresholdError, SyncError
+from .errors import AccountingError, ConfigError, RejectThresholdError, SyncError
 from .moesif import FieldNames, MoesifClient
 from .pipeline import Staging, TraitPolicy, extract, plan, staging
 from .pipeline import load as loading
@@ -116,7 +116,8 @@ def extract_users(run: Run, moesif: Endpoint) -> ExtractedUsers:
                                      full_refresh=run.params.full_refresh,
                                      id_chunk_size=run.settings.id_chunk_size,
                                      hash_fields=run.settings.hash_fields,
-                                     lookback=run.settings.lookback)
+                                     lookback=run.settings.lookback,
+                                     user_ids=_rejected_users(run))
 
 
 @_stage
@@ -125,7 +126,27 @@ def extract_companies(run: Run, moesif: Endpoint) -> ExtractedCompanies:
     with _moesif(run, moesif) as client:
         return extract.extract_companies(client, run.staging(), run.window,
                                          full_refresh=run.params.full_refresh,
-                                         lookback=run.settings.lookback)
+                                         lookback=run.settings.lookback,
+                                         retry=run.params.retry_rejects_of is not None)
+
+
+def _rejected_users(run: Run) -> list[str] | None:
+    """With ``retry_rejects_of``: the ids of the users that run rejected; else None."""
+    retried = run.params.retry_rejects_of
+    if retried is None:
+        return None
+    store = run.audit_store()
+    try:
+        key = RunKey(run.dag_id, retried)
+        if store.run(key) is None:
+            raise ConfigError(f"param retry_rejects_of: no run {retried!r} of {run.dag_id} in "
+                              "the audit store")
+        ids = sorted({row["entity_id"] for row in store.rejects(key)
+                      if row["entity"] == "user" and row["entity_id"]})
+    finally:
+        store.close()
+    log.info("retrying the rejects of %s: %d user(s)", retried, len(ids))
+    return ids
 
 
 def transform(run: Run) -> list[Shard]:
@@ -258,6 +279,9 @@ def _record(run: Run, users: ExtractedUsers, companies: ExtractedCompanies, buil
         timings={name: summary.seconds for name, summary in stages.items()},
         staging=run.staging().dir_url,
         notes=[*run.window.notes,
+               *([f"retries the rejects of {run.params.retry_rejects_of}: {built.considered:,} "
+                  "user(s) read again from Moesif, through today's mapping"]
+                 if run.params.retry_rejects_of else []),
                *(["0 users changed or seen in this window"] if built.considered == 0 else []),
                *([f"the lookback found {found_late:,} user(s) that no earlier run had sent "
                   "(indexed by Moesif after their own window's run)"] if found_late else []),
@@ -267,12 +291,14 @@ def _record(run: Run, users: ExtractedUsers, companies: ExtractedCompanies, buil
 
 
 def _verdict(record: RunRecord, max_rejected_share: float) -> SyncError | None:
-    """Why the run fails, or None: its counts do not add up, or it rejected too many users."""
+    """Why the run fails, or None: its counts do not add up, or it rejected too many users
+    (not asked of a retry of rejects, whose users were all rejected once)."""
     try:
         check_accounting(considered=record.considered, sent=record.sent,
                          would_send=record.would_send, unchanged=record.unchanged,
                          rejected=record.rejected, dry_run=record.dry_run)
-        check_rejected_share(record.rejected, record.considered, max_rejected_share)
+        if not record.params.get("retry_rejects_of"):
+            check_rejected_share(record.rejected, record.considered, max_rejected_share)
     except (AccountingError, RejectThresholdError) as exc:
         return exc
     return None

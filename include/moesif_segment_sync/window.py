@@ -41,6 +41,7 @@ class RunParams:
     force: bool = False
     doctor: bool = False
     allow_long_window: bool = False
+    retry_rejects_of: str | None = None  # a run id: sync the users that run rejected
 
     @classmethod
     def from_params(cls, params: dict) -> RunParams:
@@ -53,8 +54,12 @@ class RunParams:
         if start is not None and end is not None and start >= end:
             raise ConfigError(f"param 'start' ({start.isoformat()}) must be before "
                               f"'end' ({end.isoformat()})")
+        retry = params.get("retry_rejects_of")
+        if retry is not None and (not isinstance(retry, str) or not retry.strip()):
+            raise ConfigError(f"param 'retry_rejects_of' must be a run id, got {retry!r}")
         return cls(start, end, *(_flag(params, name) for name in (
-            "full_refresh", "dry_run", "force", "doctor", "allow_long_window")))
+            "full_refresh", "dry_run", "force", "doctor", "allow_long_window")),
+            retry_rejects_of=retry.strip() if retry else None)
 
     def as_dict(self) -> dict:
         """The params as the run record keeps them (JSON)."""
@@ -62,7 +67,8 @@ class RunParams:
                 "end": self.end.isoformat() if self.end else None,
                 "full_refresh": self.full_refresh, "dry_run": self.dry_run,
                 "force": self.force, "doctor": self.doctor,
-                "allow_long_window": self.allow_long_window}
+                "allow_long_window": self.allow_long_window,
+                **({"retry_rejects_of": self.retry_rejects_of} if self.retry_rejects_of else {})}
 
 
 def _flag(params: dict, name: str) -> bool:

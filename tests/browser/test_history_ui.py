@@ -249,7 +249,8 @@ def test_the_trigger_form_shows_titles_formats_and_sections(ui):
         (By.CSS_SELECTOR, "[data-testid=config-form]")), "the trigger form did not open")
     seen = {}
     for section, titles in (("Window", ("Window start", "Window end", "Allow a long window")),
-                            ("Modes", ("Dry run", "Full refresh", "Force", "Doctor first"))):
+                            ("Modes", ("Dry run", "Full refresh", "Force", "Doctor first",
+                                       "Retry the rejects of run"))):
         trigger = driver.find_element(By.CSS_SELECTOR, f"button[id$=':trigger:{section}']")
         driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", trigger)
         wait(driver).until(ec.element_to_be_clickable(trigger)).click()

@@ -62,9 +62,9 @@ def test_loads_share_the_segment_pool(dag):
 def test_every_param_has_a_default_and_the_doc_explains_them(dag):
     assert dict(dag.params) == {"start": None, "end": None, "allow_long_window": False,
                                 "full_refresh": False, "dry_run": False, "force": False,
-                                "doctor": False}
+                                "doctor": False, "retry_rejects_of": None}
     for name in ("start", "end", "allow_long_window", "full_refresh", "dry_run", "force",
-                 "doctor", "Backfill"):
+                 "doctor", "retry_rejects_of", "Backfill"):
         assert name in dag.doc_md
 
 

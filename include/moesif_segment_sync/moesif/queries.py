@@ -33,6 +33,10 @@ def members_of(company_ids: list[str], *, not_changed_in: tuple[datetime, dateti
     return query
 
 
+def users_by_id(user_ids: list[str]) -> dict:
+    return {"bool": {"filter": [{"terms": {"user_id.raw": user_ids}}]}}
+
+
 def companies_by_id(company_ids: list[str]) -> dict:
     return {"bool": {"filter": [{"terms": {"company_id.raw": company_ids}}]}}
 

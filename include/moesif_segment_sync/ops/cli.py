@@ -5,6 +5,12 @@
     python -m moesif_segment_sync audit show RUN_ID [--format table|json]
     python -m moesif_segment_sync audit rejects RUN_ID [--limit N] [--format table|json|csv]
     python -m moesif_segment_sync doctor [--send-test] [--budget N] [--format text|json]
+    python -m moesif_segment_sync retry-rejects RUN_ID
+
+``retry-rejects`` triggers a run of the DAG (``airflow dags trigger``) whose param
+``retry_rejects_of`` is RUN_ID: it reads the users that run rejected from Moesif again and
+sends them through today's mapping. Run it where the ``airflow`` command works, once the
+cause of the rejects is fixed.
 
 The store is ``--url``, else ``$MOESIF_SEGMENT_AUDIT_URL``, else the DAG's
 own (the Airflow connection ``moesif_segment_audit``, or SQLite under
@@ -18,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 from collections.abc import Iterable, Sequence
 from typing import TextIO
@@ -33,6 +40,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
     args = _parser().parse_args(argv)
     if args.area == "doctor":
         return _doctor(args, out)
+    if args.area == "retry-rejects":
+        return _retry_rejects(args, out)
     try:
         store = AuditStore(args.url or _default_url())
         try:
@@ -94,7 +103,41 @@ def _parser() -> argparse.ArgumentParser:
     doctor.add_argument("--budget", type=_positive, default=None,
                         help="most requests to Moesif (default: MOESIF_SEGMENT_DOCTOR_BUDGET, 20)")
     doctor.add_argument("--format", choices=("text", "json"), default="text")
+    retry = commands.add_parser(
+        "retry-rejects", help="trigger a run that sends a run's rejects again",
+        description="Triggers a run of the DAG with the param retry_rejects_of: the users the "
+        "given run rejected are read from Moesif again and sent through today's mapping.")
+    retry.add_argument("run_id")
     return parser
+
+
+def _retry_rejects(args: argparse.Namespace, out: TextIO) -> int:
+    """``airflow dags trigger`` with ``retry_rejects_of``, after checking the run has rejects."""
+    store = AuditStore(args.url or _default_url())
+    try:
+        key = RunKey(args.dag_id, args.run_id)
+        if store.run(key) is None:
+            print(f"error: no run {args.run_id!r} of {args.dag_id} in {store.url}",
+                  file=sys.stderr)
+            return 2
+        users = {row["entity_id"] for row in store.rejects(key)
+                 if row["entity"] == "user" and row["entity_id"]}
+    finally:
+        store.close()
+    if not users:
+        print(f"error: run {args.run_id!r} rejected no user with an id: nothing to retry",
+              file=sys.stderr)
+        return 2
+    airflow = os.path.join(os.path.dirname(sys.executable), "airflow")
+    done = subprocess.run([airflow, "dags", "trigger", args.dag_id, "--conf",
+                           json.dumps({"retry_rejects_of": args.run_id})],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        print(f"error: airflow dags trigger failed:\n{done.stderr[-2000:]}", file=sys.stderr)
+        return 2
+    out.write(f"triggered a run of {args.dag_id} retrying the {len(users):,} rejected "
+              f"user(s) of {args.run_id}\n{done.stdout}")
+    return 0
 
 
 def _positive(text: str) -> int:

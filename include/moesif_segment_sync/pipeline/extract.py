@@ -28,15 +28,16 @@ from .values import BadValue, to_timestamp
 
 
 def extract_companies(client: MoesifClient, stage: Staging, window: Window, *,
-                      full_refresh: bool, lookback: timedelta = timedelta(0)
-                      ) -> ExtractedCompanies:
+                      full_refresh: bool, lookback: timedelta = timedelta(0),
+                      retry: bool = False) -> ExtractedCompanies:
     """Stage the companies changed or seen in the window and its lookback (every company on
-    a full refresh)."""
+    a full refresh; none on a retry of rejects, whose users bring their own)."""
     started = time.monotonic()
     query = moesif.everything() if full_refresh else moesif.changed_in_window(
         *read_bounds(window, lookback))
     with stage.writer(staging.COMPANIES) as out:
-        _copy_hits(client.search("companies", query, label="changed in window"), out)
+        if not retry:
+            _copy_hits(client.search("companies", query, label="changed in window"), out)
     return ExtractedCompanies(companies=out.lines, file=stage.url(staging.COMPANIES),
                               requests=client.requests_made,
                               seconds=round(time.monotonic() - started, 3))
@@ -52,25 +53,33 @@ def read_bounds(window: Window, lookback: timedelta) -> tuple[datetime, datetime
 def extract_users(client: MoesifClient, stage: Staging, window: Window, *,
                   full_refresh: bool, id_chunk_size: int,
                   hash_fields: Collection[str] = (),
-                  lookback: timedelta = timedelta(0)) -> ExtractedUsers:
+                  lookback: timedelta = timedelta(0),
+                  user_ids: Collection[str] | None = None) -> ExtractedUsers:
     """Stage the window's users, the users of its changed companies, and their other companies.
-    The ids of users found only by the lookback go to ``staging.LOOKBACK_IDS``."""
+    The ids of users found only by the lookback go to ``staging.LOOKBACK_IDS``. With
+    ``user_ids`` (a retry of a run's rejects), exactly those users, and their companies."""
     started = time.monotonic()
     referenced: set[str] = set()
     bounds = read_bounds(window, lookback)
     query = moesif.everything() if full_refresh else moesif.changed_in_window(*bounds)
     earlier: set[str] = set()
     with stage.writer(staging.USERS) as out:
-        referenced |= _copy_hits(client.search("users", query, label="changed in window"), out,
-                                 collect="company_id", hash_fields=hash_fields,
-                                 before=None if full_refresh or not lookback else (
-                                     window.start, earlier))
+        if user_ids is not None:  # a retry of rejects: these users, whatever their times
+            for ids in chunks(sorted(user_ids), id_chunk_size):
+                referenced |= _copy_hits(client.search("users", moesif.users_by_id(ids),
+                                                       label="rejected before"),
+                                         out, collect="company_id", hash_fields=hash_fields)
+        else:
+            referenced |= _copy_hits(client.search("users", query, label="changed in window"),
+                                     out, collect="company_id", hash_fields=hash_fields,
+                                     before=None if full_refresh or not lookback else (
+                                         window.start, earlier))
     in_window = out.lines
     with stage.writer(staging.LOOKBACK_IDS) as ids_out:
         ids_out.write_lines([orjson.dumps(user_id) for user_id in sorted(earlier)])
 
     changed_companies: set[str] = set()
-    if not full_refresh:
+    if not full_refresh and user_ids is None:
         for page in client.search("companies", moesif.changed_in_window(*bounds),
                                   label="ids changed in window"):
             _add_ids(changed_companies, page.hits, "company_id")
@@ -81,7 +90,8 @@ def extract_users(client: MoesifClient, stage: Staging, window: Window, *,
                                      out, collect="company_id", hash_fields=hash_fields)
     via_company = out.lines
 
-    # On a full refresh extract_companies stages every company already.
+    # On a full refresh extract_companies stages every company already; a retry stages
+    # only the companies of its users (extract_companies stages none).
     missing = [] if full_refresh else sorted(referenced - changed_companies)
     with stage.writer(staging.USER_COMPANIES) as out:
         for ids in chunks(missing, id_chunk_size):

@@ -66,6 +66,7 @@ class RunDetail(RunRow):
     timings: dict[str, float | None]
     staging: str | None
     ledger: list[BatchRow]
+    retried_in: list[str] = []  # runs that retried this run's rejects
 
 
 class RejectPage(BaseModel):
@@ -125,7 +126,14 @@ def run_detail(store: AuditStore, key: RunKey) -> RunDetail | None:
         ledger = [BatchRow(**{name: value for name, value in _utc(dict(row)).items()
                               if name not in ("dag_id", "run_id")})
                   for row in db.execute(query).mappings()]
-    return RunDetail.model_validate({**_row(record), "ledger": ledger})
+        # A retry starts after the run it retries; its params name that run.
+        later = sa.select(runs.c.run_id, runs.c.params).where(
+            runs.c.dag_id == key.dag_id, runs.c.run_id != key.run_id)
+        if record.get("started_at") is not None:
+            later = later.where(runs.c.started_at >= record["started_at"])
+        retried_in = [run_id for run_id, params in db.execute(later.order_by(runs.c.started_at))
+                      if (params or {}).get("retry_rejects_of") == key.run_id]
+    return RunDetail.model_validate({**_row(record), "ledger": ledger, "retried_in": retried_in})
 
 
 def list_rejects(store: AuditStore, key: RunKey, *, limit: int = 100,
