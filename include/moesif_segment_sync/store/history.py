@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import field
 from datetime import UTC, datetime
@@ -139,6 +140,23 @@ def list_rejects(store: AuditStore, key: RunKey, *, limit: int = 100,
     return RejectPage(total=total or 0, limit=limit, offset=offset, rejects=rows)
 
 
+def iter_rejects(store: AuditStore, key: RunKey, *, page: int = 5000) -> Iterator[dict]:
+    """Every reject of the run in ``seq`` order, as plain dicts of ``REJECT_COLUMNS``, read in
+    pages of ``page`` keyed on ``seq`` (the primary key's last column): memory and each
+    query's cost stay flat however many rejects the run has."""
+    query = (sa.select(*(rejects.c[name] for name in REJECT_COLUMNS)).where(key.where(rejects))
+             .order_by(rejects.c.seq).limit(page))
+    after = -1
+    while True:
+        with store.engine.connect() as db:
+            rows = [dict(row) for row in db.execute(query.where(rejects.c.seq > after))
+                    .mappings()]
+        yield from rows
+        if len(rows) < page:
+            return
+        after = rows[-1]["seq"]
+
+
 def reject_kinds(store: AuditStore, key: RunKey, *, limit: int = 5) -> list[tuple[str, int]]:
     """The run's most frequent reject kinds with their counts, the most frequent first."""
     count = sa.func.count().label("n")
@@ -156,25 +174,51 @@ def to_jsonl(rows: Iterable[BaseModel | dict]) -> Iterator[str]:
         yield json.dumps(data, ensure_ascii=False, sort_keys=False) + "\n"
 
 
-def to_csv(rows: Iterable[BaseModel | dict], columns: list[str]) -> Iterator[str]:
-    """CSV with a header; nested values are written as compact JSON."""
+def to_csv(rows: Iterable[BaseModel | dict], columns: list[str], *,
+           chunk: int = 64 * 1024) -> Iterator[str]:
+    """CSV with a header, every cell quoted, in pieces of about ``chunk`` characters; nested
+    values are written as compact JSON and text that a spreadsheet would read as a formula
+    is neutralised (``neutralise``)."""
     buffer = io.StringIO()
-    writer = csv.writer(buffer)
+    writer = csv.writer(buffer, quoting=csv.QUOTE_ALL)
     writer.writerow(columns)
     for row in rows:
         data = row.model_dump(mode="json") if isinstance(row, BaseModel) else row
         writer.writerow([_cell(data.get(column)) for column in columns])
-        yield buffer.getvalue()
-        buffer.seek(0)
-        buffer.truncate()
+        if buffer.tell() >= chunk:
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
     if buffer.getvalue():
         yield buffer.getvalue()
 
 
 def _cell(value: object) -> object:
     if isinstance(value, dict | list):
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+        return neutralise(json.dumps(value, ensure_ascii=False, separators=(",", ":")))
+    if isinstance(value, str):
+        return neutralise(value)
     return "" if value is None else value
+
+
+# OWASP "CSV Injection": a cell whose first character is one of these is read as a formula.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralise(text: str) -> str:
+    """``text`` with a single quote before it when its first character would start a formula
+    in a spreadsheet (OWASP's list, the first character only: a leading space already makes
+    the cell text). The writer quotes every cell and doubles the quotes inside, so a comma
+    or quote in the value cannot start a new cell either."""
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
+def attachment(run_id: str, what: str, fmt: str) -> str:
+    """A ``Content-Disposition`` for a run's download, its file name built from the run id in
+    ``[A-Za-z0-9._-]`` (every other character a ``-``, at most 100 of them, no leading dot):
+    nothing a browser or a shell would read as a path, quote, header break or bidi control."""
+    safe = re.sub(r"[^A-Za-z0-9._-]", "-", run_id)[:100].lstrip(".") or "run"
+    return f'attachment; filename="{safe}-{what}.{fmt}"'
 
 
 RUN_COLUMNS = ["run_id", "mode", "status", "failed_task", "started_at", "window_start",
