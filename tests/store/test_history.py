@@ -39,9 +39,17 @@ def test_csv_quotes_every_cell_and_neutralises_text_not_numbers():
 
 def test_csv_comes_in_pieces_not_one_string_per_row():
     rows = [{"reason": "x" * 100} for _ in range(2000)]
-    pieces = list(history.to_csv(rows, ["reason"], chunk=64 * 1024))
-    assert len(pieces) == 4
-    assert sum(len(piece) for piece in pieces) == len('"reason"\r\n') + 2000 * 104
+    pieces = list(history.to_csv(rows, ["reason"], piece=64 * 1024))
+    assert len(pieces) == 4  # each piece stops at the first row that reaches 64 KB
+    assert all(64 * 1024 <= len(piece) < 64 * 1024 + 104 for piece in pieces[:-1])
+    assert "".join(pieces) == '"reason"\r\n' + 2000 * f'"{"x" * 100}"\r\n'
+
+
+def test_jsonl_comes_in_pieces_of_whole_lines():
+    rows = [{"n": n} for n in range(10_000)]
+    pieces = list(history.to_jsonl(rows, piece=64 * 1024))
+    assert len(pieces) == 2 and all(piece.endswith("\n") for piece in pieces)
+    assert [json.loads(line) for line in "".join(pieces).splitlines()] == rows
 
 
 def test_jsonl_keeps_values_exactly():
