@@ -108,3 +108,11 @@ def test_the_runs_listing_reads_its_index_in_order(tmp_path, sort, index):
     with store.engine.connect() as db:
         plan = " ".join(row[-1] for row in db.execute(sa.text(f"EXPLAIN QUERY PLAN {sql}")))
     assert f"USING INDEX {index}" in plan and "TEMP B-TREE" not in plan
+
+
+@pytest.mark.parametrize(("count", "offset", "seqs"), [(7, 0, [0, 1, 2]), (7, 5, [5, 6]),
+                                                       (7, 9, []), (0, 0, [])])
+def test_a_page_of_rejects_starts_at_its_offset_and_counts_them_all(tmp_path, count, offset,
+                                                                    seqs):
+    page = history.list_rejects(_store(tmp_path, count), KEY, limit=3, offset=offset)
+    assert (page.total, [row.seq for row in page.rejects]) == (count, seqs)
