@@ -68,6 +68,19 @@ class Airflow:
         assert response.ok, f"backfill: {response.status_code} {response.text[:500]}"
         return response.json()
 
+    def trigger(self, run_id: str, logical_date: str) -> None:
+        """A DAG run with this id (queued, if the DAG is paused); SQLite may answer 503 while
+        the scheduler holds it."""
+        body = {"dag_run_id": run_id, "logical_date": logical_date}
+        deadline = time.monotonic() + 30
+        while True:
+            response = self.session.post(f"{self.base}/api/v2/dags/{DAG_ID}/dagRuns",
+                                         json=body, timeout=30)
+            if response.status_code != 503 or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert response.ok, f"trigger {run_id}: {response.status_code} {response.text[:500]}"
+
     def _get(self, path: str) -> requests.Response:
         try:
             return self.session.get(self.base + path, timeout=5)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -90,14 +90,16 @@ def seed(url: str, staging_root: str | None = None) -> None:
 
 
 @contextmanager
-def history_client(airflow_home: Path, root: Path) -> Iterator:
-    """Airflow's own api-server app, with the plugin reading a seeded store under ``root``
-    and the simple auth manager's user admin/admin: a FastAPI ``TestClient``."""
+def history_client(airflow_home: Path, root: Path,
+                   seed_store: Callable[..., None] = seed) -> Iterator:
+    """Airflow's own api-server app, with the plugin reading a store under ``root`` that
+    ``seed_store`` fills, and the simple auth manager's user admin/admin: a FastAPI
+    ``TestClient``."""
     from airflow.api_fastapi.app import create_app
     from fastapi.testclient import TestClient
 
     url = f"sqlite:///{root / 'audit.db'}"
-    seed(url, staging_root=(root / "staging").as_uri())
+    seed_store(url, staging_root=(root / "staging").as_uri())
     (airflow_home / "simple_auth_manager_passwords.json.generated").write_text(
         json.dumps({"admin": "admin"}))
     with pytest.MonkeyPatch.context() as env:

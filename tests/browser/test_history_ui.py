@@ -19,7 +19,6 @@ package: without them the tests fail (CI installs them), they do not skip.
 from __future__ import annotations
 
 import re
-import time
 from urllib.parse import quote, unquote, urlsplit
 
 import pytest
@@ -28,7 +27,7 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support import expected_conditions as ec
 
 from sandbox.environment import connection_env
-from tests.airflow_server import DAG_ID, Airflow, standalone
+from tests.airflow_server import DAG_ID, standalone
 from tests.browser.chromium import (
     counts,
     screenshot,
@@ -81,22 +80,9 @@ def airflow(browser, tmp_path_factory):
                     MOESIF_SEGMENT_STAGING_ROOT=staging_root) as server:
         assert server.api("GET", f"/api/v2/dags/{DAG_ID}")["is_paused"], \
             "the DAG must stay paused: a run of it would write to the seeded store"
-        _trigger(server, MANUAL, "2026-11-25T03:10:00Z")
+        # Airflow reserves scheduled__ ids, so only the manual run can be made.
+        server.trigger(MANUAL, "2026-11-25T03:10:00Z")
         yield server
-
-
-def _trigger(server: Airflow, run_id: str, logical_date: str) -> None:
-    """A queued DAG run with the seeded run's id (Airflow reserves scheduled__ ids, so only
-    the manual one can be made); SQLite may answer 503 while the scheduler holds it."""
-    body = {"dag_run_id": run_id, "logical_date": logical_date}
-    deadline = time.monotonic() + 30
-    while True:
-        response = server.session.post(f"{server.base}/api/v2/dags/{DAG_ID}/dagRuns",
-                                       json=body, timeout=30)
-        if response.status_code != 503 or time.monotonic() > deadline:
-            break
-        time.sleep(0.5)
-    assert response.ok, f"trigger {run_id}: {response.status_code} {response.text[:500]}"
 
 
 @pytest.fixture(scope="module")

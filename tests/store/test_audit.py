@@ -133,3 +133,20 @@ def test_accounting_mismatch_fails_loudly():
 def test_a_dry_run_that_sent_anything_fails():
     with pytest.raises(AccountingError, match="must not count sent"):
         check_accounting(considered=2, sent=1, would_send=1, unchanged=0, rejected=0, dry_run=True)
+
+
+def test_an_older_store_gains_the_history_indexes(audit_url):
+    store = AuditStore(audit_url)
+    with store.engine.begin() as db:
+        db.execute(sa.text("DROP INDEX ix_sync_runs_started"))
+        db.execute(sa.text("DROP INDEX ix_sync_runs_window"))
+        db.execute(schema_version.update().values(version=2))  # as release 2 left it
+    store.close()
+
+    store = AuditStore(audit_url)
+    indexes = {index["name"] for index in sa.inspect(store.engine).get_indexes("sync_runs")}
+    with store.engine.connect() as db:
+        versions = db.execute(sa.select(schema_version.c.version)
+                              .order_by(schema_version.c.version)).scalars().all()
+    assert {"ix_sync_runs_started", "ix_sync_runs_window"} <= indexes
+    assert versions == [2, 3] == [2, SCHEMA_VERSION]

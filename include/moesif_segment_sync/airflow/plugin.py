@@ -154,7 +154,7 @@ def export(run_id: str, what: Literal["rejects", "messages"], fmt: Literal["csv"
            audit: Store, dag_id: PersonalDataDag) -> StreamingResponse:
     detail = _detail(audit, run_id, dag_id)
     if what == "rejects":
-        rows = history.list_rejects(audit, RunKey(dag_id, run_id), limit=10**9).rejects
+        rows = history.iter_rejects(audit, RunKey(dag_id, run_id))
         columns = history.REJECT_COLUMNS
     else:
         root = airflow_context.staging_root(load_settings().staging_root)
@@ -162,10 +162,9 @@ def export(run_id: str, what: Literal["rejects", "messages"], fmt: Literal["csv"
                                   detail.counts.get("shards", 1))
         columns = history.MESSAGE_COLUMNS
     body = history.to_csv(rows, columns) if fmt == "csv" else history.to_jsonl(rows)
-    filename = f"{run_id.replace(':', '-')}-{what}.{fmt}"
     return StreamingResponse(body, media_type="text/csv" if fmt == "csv" else
                              "application/x-ndjson",
-                             headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+                             headers={"Content-Disposition": history.attachment(run_id, what, fmt)})
 
 
 def _utc_day(value: date | None) -> datetime | None:

@@ -20,9 +20,11 @@ from sqlalchemy.exc import SQLAlchemyError
 from ..chunking import chunks
 from ..errors import AccountingError, ConfigError, SyncError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 # Columns each version added to a store created by an earlier one: {version: [(table, column)]}.
 _ADDED = {2: [("sync_runs", "failed_task"), ("sync_runs", "notes")]}
+# Indexes each version added: {version: [index name]}.
+_INDEXED = {3: ["ix_sync_runs_started", "ix_sync_runs_window"]}
 
 metadata = sa.MetaData()
 
@@ -58,6 +60,29 @@ runs = sa.Table(
     sa.Column("failed_task", sa.String(250)),       # the task a failed run stopped in
     sa.Column("notes", sa.JSON),                    # what a person should know about the run
 )
+
+
+def _newest_first(name: str, first: sa.Column) -> None:
+    """The index the history's listing walks: a DAG's runs by ``first`` descending, nulls
+    last, then ``finished_at`` and ``run_id`` descending, so a page is read from the index
+    in order instead of sorting every run. SQLite puts nulls first in ascending order, so a
+    plain index read backwards is that order (and it refuses NULLS LAST in an index);
+    PostgreSQL puts them last, so its index spells the order out. (An index joins its
+    table's metadata as it is made.)"""
+    def postgresql(_ddl: object, _target: object, _bind: object, **kw: Any) -> bool:
+        return kw["dialect"].name == "postgresql"
+
+    def other(_ddl: object, _target: object, _bind: object, **kw: Any) -> bool:
+        return kw["dialect"].name != "postgresql"
+
+    sa.Index(name, runs.c.dag_id, first.desc().nulls_last(), runs.c.finished_at.desc(),
+             runs.c.run_id.desc()).ddl_if(callable_=postgresql)
+    sa.Index(name, runs.c.dag_id, first, runs.c.finished_at, runs.c.run_id).ddl_if(
+        callable_=other)
+
+
+_newest_first("ix_sync_runs_started", runs.c.started_at)
+_newest_first("ix_sync_runs_window", runs.c.window_start)
 
 batches = sa.Table(
     "sync_batches", metadata,
@@ -162,12 +187,17 @@ class AuditStore:
             raise SyncError(f"audit store {self.url} is unavailable: {_reason(exc)}") from None
 
     def _upgrade(self, db: sa.Connection, found: int) -> None:
-        """Add the columns of the versions after ``found`` to a store an older release made."""
+        """Add the columns and indexes of the versions after ``found`` to a store an older
+        release made."""
         for version in range(found + 1, SCHEMA_VERSION + 1):
             for table_name, column_name in _ADDED.get(version, []):
                 column = metadata.tables[table_name].c[column_name]
                 kind = column.type.compile(dialect=self.engine.dialect)
                 db.execute(sa.text(f"ALTER TABLE {table_name} ADD COLUMN {column_name} {kind}"))
+            for table in metadata.sorted_tables:
+                for index in table.indexes:
+                    if index.name in _INDEXED.get(version, []):
+                        index.create(db, checkfirst=True)
             db.execute(schema_version.insert().values(version=version, applied_at=now()))
 
     # ---------------------------------------------------------------- ledger

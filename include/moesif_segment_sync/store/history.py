@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import field
 from datetime import UTC, datetime
@@ -138,13 +140,34 @@ def run_detail(store: AuditStore, key: RunKey) -> RunDetail | None:
 
 def list_rejects(store: AuditStore, key: RunKey, *, limit: int = 100,
                  offset: int = 0) -> RejectPage:
+    """A page of the run's rejects. ``replace_rejects`` numbers a run's rejects 0, 1, 2, ...
+    at once, so the count is the last ``seq`` plus one and the page starts at ``seq =
+    offset``: both read from the primary key, where ``count(*)`` and ``OFFSET`` walked every
+    row before the page (up to 0.7 s at a million, bench/history_load.py)."""
     with store.engine.connect() as db:
-        total = db.scalar(sa.select(sa.func.count()).select_from(rejects)
-                          .where(key.where(rejects)))
-        query = (sa.select(rejects).where(key.where(rejects)).order_by(rejects.c.seq)
-                 .limit(limit).offset(offset))
+        last = db.scalar(sa.select(sa.func.max(rejects.c.seq)).where(key.where(rejects)))
+        query = (sa.select(rejects).where(key.where(rejects), rejects.c.seq >= offset)
+                 .order_by(rejects.c.seq).limit(limit))
         rows = [RejectRow.model_validate(dict(row)) for row in db.execute(query).mappings()]
-    return RejectPage(total=total or 0, limit=limit, offset=offset, rejects=rows)
+    return RejectPage(total=0 if last is None else last + 1, limit=limit, offset=offset,
+                      rejects=rows)
+
+
+def iter_rejects(store: AuditStore, key: RunKey, *, page: int = 5000) -> Iterator[dict]:
+    """Every reject of the run in ``seq`` order, as plain dicts of ``REJECT_COLUMNS``, read in
+    pages of ``page`` keyed on ``seq`` (the primary key's last column): memory and each
+    query's cost stay flat however many rejects the run has."""
+    query = (sa.select(*(rejects.c[name] for name in REJECT_COLUMNS)).where(key.where(rejects))
+             .order_by(rejects.c.seq).limit(page))
+    after = -1
+    while True:
+        with store.engine.connect() as db:
+            rows = [dict(row) for row in db.execute(query.where(rejects.c.seq > after))
+                    .mappings()]
+        yield from rows
+        if len(rows) < page:
+            return
+        after = rows[-1]["seq"]
 
 
 def reject_kinds(store: AuditStore, key: RunKey, *, limit: int = 5) -> list[tuple[str, int]]:
@@ -158,31 +181,79 @@ def reject_kinds(store: AuditStore, key: RunKey, *, limit: int = 5) -> list[tupl
 
 # ---------------------------------------------------------------- exports
 
-def to_jsonl(rows: Iterable[BaseModel | dict]) -> Iterator[str]:
-    for row in rows:
-        data = row.model_dump(mode="json") if isinstance(row, BaseModel) else row
-        yield json.dumps(data, ensure_ascii=False, sort_keys=False) + "\n"
+# Pieces of about this many characters: a server streams each piece with a hop to a thread,
+# so one piece per row made a million-row download take minutes (bench/history_load.py).
+PIECE = 64 * 1024
 
 
-def to_csv(rows: Iterable[BaseModel | dict], columns: list[str]) -> Iterator[str]:
-    """CSV with a header; nested values are written as compact JSON."""
+def to_jsonl(rows: Iterable[BaseModel | dict], *, piece: int = PIECE) -> Iterator[str]:
+    """One JSON object a line, values exactly as stored, in pieces of about ``piece``."""
+    return _in_pieces((json.dumps(_plain(row), ensure_ascii=False) + "\n" for row in rows),
+                      piece)
+
+
+def to_csv(rows: Iterable[BaseModel | dict], columns: list[str], *,
+           piece: int = PIECE) -> Iterator[str]:
+    """CSV with a header, every cell quoted, in pieces of about ``piece`` characters; nested
+    values are written as compact JSON and text that a spreadsheet would read as a formula
+    is neutralised (``neutralise``)."""
     buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(columns)
-    for row in rows:
-        data = row.model_dump(mode="json") if isinstance(row, BaseModel) else row
-        writer.writerow([_cell(data.get(column)) for column in columns])
-        yield buffer.getvalue()
+    writer = csv.writer(buffer, quoting=csv.QUOTE_ALL)
+
+    def line(cells: list) -> str:
         buffer.seek(0)
         buffer.truncate()
-    if buffer.getvalue():
-        yield buffer.getvalue()
+        writer.writerow(cells)
+        return buffer.getvalue()
+
+    lines = (line([_cell(data.get(column)) for column in columns])
+             for data in map(_plain, rows))
+    return _in_pieces(itertools.chain([line(columns)], lines), piece)
+
+
+def _plain(row: BaseModel | dict) -> dict:
+    return row.model_dump(mode="json") if isinstance(row, BaseModel) else row
+
+
+def _in_pieces(lines: Iterable[str], piece: int) -> Iterator[str]:
+    pending: list[str] = []
+    size = 0
+    for text in lines:
+        pending.append(text)
+        size += len(text)
+        if size >= piece:
+            yield "".join(pending)
+            pending, size = [], 0
+    if pending:
+        yield "".join(pending)
 
 
 def _cell(value: object) -> object:
     if isinstance(value, dict | list):
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))  # { or [ first
+    if isinstance(value, str):
+        return neutralise(value)
     return "" if value is None else value
+
+
+# OWASP "CSV Injection": a cell whose first character is one of these is read as a formula.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralise(text: str) -> str:
+    """``text`` with a single quote before it when its first character would start a formula
+    in a spreadsheet (OWASP's list, the first character only: a leading space already makes
+    the cell text). The writer quotes every cell and doubles the quotes inside, so a comma
+    or quote in the value cannot start a new cell either."""
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
+def attachment(run_id: str, what: str, fmt: str) -> str:
+    """A ``Content-Disposition`` for a run's download, its file name built from the run id in
+    ``[A-Za-z0-9._-]`` (every other character a ``-``, at most 100 of them, no leading dot):
+    nothing a browser or a shell would read as a path, quote, header break or bidi control."""
+    safe = re.sub(r"[^A-Za-z0-9._-]", "-", run_id)[:100].lstrip(".") or "run"
+    return f'attachment; filename="{safe}-{what}.{fmt}"'
 
 
 RUN_COLUMNS = ["run_id", "mode", "status", "failed_task", "started_at", "window_start",
