@@ -90,11 +90,13 @@ class StageResult:
     rss_before_mb: float  # after imports, before the stage
     summary: dict[str, Any]
     children_peak_rss_mb: float = 0.0  # the largest sum of its child processes' RSS
+    children_cpu_seconds: float = 0.0  # CPU time of its child processes (transform workers)
 
     def figures(self) -> dict[str, Any]:
         return {"seconds": round(self.seconds, 3), "cpu_seconds": round(self.cpu_seconds, 3),
                 "peak_rss_mb": round(self.peak_rss_mb, 1),
                 "children_peak_rss_mb": round(self.children_peak_rss_mb, 1),
+                "children_cpu_seconds": round(self.children_cpu_seconds, 3),
                 "rss_before_mb": round(self.rss_before_mb, 1)}
 
 
@@ -113,14 +115,14 @@ class Workspace:
         return Staging(self.staging_root, DAG_ID, run_id)
 
     def stage(self, stage: str, run_id: str, *, profile: Path | None = None,
-              **spec: Any) -> StageResult:
+              audit_url: str | None = None, **spec: Any) -> StageResult:
         """Run one stage in a fresh worker process; fail with its log when it fails."""
         name = f"{run_id}-{stage}"
         spec_path = self.root / "specs" / f"{name}.json"
         result_path = self.root / "specs" / f"{name}.result.json"
         log = self.logs / f"{name}.log"
         StageSpec(stage=stage, run_id=run_id, staging_root=self.staging_root,
-                  audit_url=f"sqlite:///{self.root / 'audit' / f'{run_id}.db'}",
+                  audit_url=audit_url or f"sqlite:///{self.root / 'audit' / f'{run_id}.db'}",
                   profile=str(profile or ""), **spec).write(spec_path)
         measured = run_measured([sys.executable, "-m", "bench.worker", str(spec_path),
                                  str(result_path)], log=log)
@@ -130,7 +132,8 @@ class Workspace:
         result = json.loads(result_path.read_text())
         return StageResult(result["seconds"], result["cpu_seconds"], result["peak_rss_mb"],
                            result["rss_before_mb"], result["summary"],
-                           result["children_peak_rss_mb"])
+                           result["children_peak_rss_mb"],
+                           result.get("children_cpu_seconds", 0.0))
 
     def copy_messages(self, run_id: str) -> None:
         """Give ``run_id`` the source run's staged messages, as if its transform had run."""

@@ -106,7 +106,8 @@ def measure(store: AuditStore, heads: list[tuple[str, str]], run_id: str) -> dic
     return {"messages": len(heads), "unchanged": made.unchanged, "sent": len(to_send),
             "plan_s": round(plan_s, 3), "plan_cpu_s": round(plan_cpu, 3),
             "plan_us_per_message": round(plan_s / len(heads) * 1e6, 2),
-            "record_s": round(record_s, 3), "fold_s": round(fold_s, 3), "record_cpu_s": round(record_cpu, 3),
+            "record_s": round(record_s, 3), "fold_s": round(fold_s, 3),
+            "record_cpu_s": round(record_cpu, 3),
             "record_us_per_message": round(record_s / max(len(to_send), 1) * 1e6, 2)}
 
 

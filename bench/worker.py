@@ -15,6 +15,7 @@ staged messages through segment-analytics-python instead (``bench.peer``).
 from __future__ import annotations
 
 import json
+import resource
 import sys
 import threading
 import time
@@ -125,6 +126,12 @@ class ChildrenRss:
             self.peak_mb = max(self.peak_mb, total / 2**20)
 
 
+def _children_cpu() -> float:
+    """CPU seconds of this process's children that have ended (the transform's workers)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def main(argv: list[str]) -> int:
     spec_path, result_path = map(Path, argv)
     spec = StageSpec.read(spec_path)
@@ -138,9 +145,11 @@ def main(argv: list[str]) -> int:
         profiler.start()
     children = ChildrenRss()
     started, cpu_started = time.perf_counter(), time.process_time()
+    children_cpu_started = _children_cpu()
     with children:
         summary = stage()
     seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
+    children_cpu_seconds = _children_cpu() - children_cpu_started
     if profiler is not None:
         profiler.stop()
         Path(spec.profile).write_text(profiler.output_text(unicode=False, color=False))
@@ -148,6 +157,7 @@ def main(argv: list[str]) -> int:
                                        "rss_before_mb": rss_before_mb,
                                        "peak_rss_mb": peak_rss_mb(),
                                        "children_peak_rss_mb": children.peak_mb,
+                                       "children_cpu_seconds": children_cpu_seconds,
                                        "summary": as_json(summary)}))
     return 0
 
