@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,26 +31,13 @@ from typing import Any
 
 from moesif_segment_sync.store import AuditStore
 
-from . import state_store
-from .config import MOESIF_KEY, PAGE_SIZE, REPO, WINDOW, WRITE_KEY, forget_settings_env
+from . import account, state_store
+from .config import MOESIF_KEY, PAGE_SIZE, REPO, WRITE_KEY, forget_settings_env
 from .end_to_end import dags_test
 from .process import BenchError, SegmentStandIn, StandIn
 from .run import Workspace, machine
 
 RUN_ID = "incremental"
-
-
-def generate(folder: Path, users: int) -> dict[str, Any]:
-    """The account's store and its expected counts (reused when ``folder`` has them)."""
-    expected = folder / "expected.json"
-    if expected.exists() and json.loads(expected.read_text())["users"] == users:
-        return json.loads(expected.read_text())
-    shutil.rmtree(folder, ignore_errors=True)
-    subprocess.run([sys.executable, "-m", "sandbox.datagen", "--account", "--users", str(users),
-                    "--seed", "0", "--start", WINDOW.start.isoformat(),
-                    "--end", WINDOW.end.isoformat(), "--out", str(folder)],
-                   cwd=REPO, check=True)
-    return json.loads(expected.read_text())
 
 
 def filled_state(url: str, users: int, cache: Path | None) -> float:
@@ -96,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
             prefix="mss-incremental-")))
         work = Workspace(root)
         data = args.data or root / "account"
-        expected = generate(data, args.users)
+        expected = account.generate(data, args.users)
         say(f"account: {expected}")
         if args.postgres:
             sys.path.insert(0, str(REPO))

@@ -51,6 +51,7 @@ class StageSpec:
     shards: list[dict[str, Any]] = field(default_factory=list)  # what transform returned
     peer_options: dict[str, Any] = field(default_factory=dict)  # segment Client kwargs
     profile: str = ""  # when set, a pyinstrument text profile of the stage is written here
+    full_refresh: bool = False  # the run's full_refresh param (the large runs on a store)
 
     def write(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -61,8 +62,9 @@ class StageSpec:
         return cls(**json.loads(path.read_text()))
 
     def run(self) -> Run:
-        return Run(DAG_ID, self.run_id, "manual", WINDOW, RunParams(),
-                   load_settings(**self.settings), self.staging_root, self.audit_url)
+        return Run(DAG_ID, self.run_id, "manual", WINDOW,
+                   RunParams(full_refresh=self.full_refresh), load_settings(**self.settings),
+                   self.staging_root, self.audit_url)
 
 
 def prepare(spec: StageSpec) -> Callable[[], Any]:
