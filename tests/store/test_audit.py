@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -13,6 +13,7 @@ from moesif_segment_sync.store.audit import (
     AuditStore,
     BatchEntry,
     RunKey,
+    batches,
     check_accounting,
     schema_version,
     user_state,
@@ -163,3 +164,19 @@ def test_accounting_mismatch_fails_loudly():
 def test_a_dry_run_that_sent_anything_fails():
     with pytest.raises(AccountingError, match="must not count sent"):
         check_accounting(considered=2, sent=1, would_send=1, unchanged=0, rejected=0, dry_run=True)
+
+
+def test_accepted_at_reads_back_as_the_batch_time_after_a_fold(audit_url):
+    store = AuditStore(audit_url)
+    before = datetime.now(UTC)
+    store.record_batch(KEY, BatchEntry(0, 1, "sent", 1, 9, 1), accepted=[("u1", "m-1-a")])
+    store.fold_user_state(KEY.dag_id)
+    with store.engine.connect() as db:
+        accepted_at = db.execute(sa.select(user_state.c.accepted_at)).scalar_one()
+        finished_at = db.execute(sa.select(batches.c.finished_at)).scalar_one()
+        stored = {db.execute(sa.select(sa.cast(column, sa.Text))).scalar_one()
+                  for column in (user_state.c.accepted_at, batches.c.finished_at)}
+    store.close()
+    assert accepted_at == finished_at
+    assert len(stored) == 1  # the same text in both tables: written the same way
+    assert accepted_at.replace(tzinfo=UTC) >= before.replace(microsecond=0) - timedelta(seconds=1)

@@ -254,7 +254,9 @@ class AuditStore:
             return db.execute(user_state_delta.delete().where(mine)).rowcount
     def _accepted_at(self, at: datetime) -> object:
         """``at`` as the driver takes it for ``accepted_at`` (SQLite: SQLAlchemy's text)."""
-        process = user_state_delta.c.accepted_at.type.bind_processor(self.engine.dialect)
+        dialect = self.engine.dialect
+        process = user_state_delta.c.accepted_at.type.dialect_impl(dialect).bind_processor(
+            dialect)
         return process(at) if process is not None else at
 
     def ensure_writable(self) -> None:
