@@ -33,14 +33,14 @@ import threading
 import time
 from array import array
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 from ._http import HttpError
-from ._json import gc_paused, loads_lenient
+from ._json import dumps_exact, gc_paused, loads_lenient
 from .moesif import (
     _CACHED_QUERIES,
     _MAX_MS,
@@ -48,6 +48,8 @@ from .moesif import (
     _RANGE_IGNORED,
     _RANGE_OPERATORS,
     _TIME_INDEX,
+    MISSING_ASC,
+    MISSING_DESC,
     TIME_FIELDS,
     Sort,
     _clauses,
@@ -359,7 +361,8 @@ class DiskCollection:
                 raise HttpError(400, "from must be 0 when search_after is used")
             start = self._position_after(matches, sort, body["search_after"])
         docs = self._docs(matches[start:start + size])
-        hits = b",".join([doc.head + sort.tail(doc) for doc in docs] if sort is not None
+        tail = _tail_of(sort) if sort is not None else None
+        hits = b",".join([doc.head + tail(doc) for doc in docs] if tail is not None
                          else [doc.head + b"}" for doc in docs])
         took = int((time.perf_counter() - started) * 1000)
         return b'{"took":%d,"timed_out":false,"hits":{"total":%d,"hits":[%b]}}' % (
@@ -391,9 +394,11 @@ class DiskCollection:
     def _docs(self, orders: array | list[int]) -> list[_Doc]:
         if not len(orders):
             return []
+        wanted = sorted(orders)  # read in the table's order: neighbours share pages
         rows = self._db().execute(
             f"SELECT ord, id, {_TIME_COLUMNS}, head FROM docs WHERE collection = ? AND ord IN "
-            f"({', '.join('?' * len(orders))})", [self.collection, *orders]).fetchall()
+            f"({', '.join('?' * len(wanted))}) ORDER BY ord", [self.collection, *wanted]
+        ).fetchall()
         by_order = {row[0]: _doc(row) for row in rows}
         return [by_order[order] for order in orders]
 
@@ -407,6 +412,25 @@ class DiskCollection:
                       for field, value in zip(sort.fields, search_after, strict=True))
         return bisect.bisect_right(range(len(matches)), after,
                                    key=lambda at: sort.key(self._docs([matches[at]])[0]))
+
+
+def _tail_of(sort: Sort) -> Callable[[_Doc], bytes]:
+    """``sort.tail`` (a hit's sort values and closing brace), with the sync's sorts (on the
+    timestamps, ``_id`` and ``_doc``) written directly: the same bytes, a fifth of the time."""
+    parts: list[Callable[[_Doc], bytes]] = []
+    for field in sort.fields:
+        if field.name in _TIME_INDEX:
+            at = _TIME_INDEX[field.name]
+            missing = b"%d" % (MISSING_DESC if field.descending else MISSING_ASC)
+            parts.append(lambda doc, at=at, missing=missing:
+                         missing if doc.times[at] is None else b"%d" % doc.times[at])
+        elif field.name == "_id":
+            parts.append(lambda doc: dumps_exact(doc.id))
+        elif field.name == "_doc":
+            parts.append(lambda doc: b"%d" % doc.order)
+        else:
+            return sort.tail
+    return lambda doc: b',"sort":[' + b",".join([part(doc) for part in parts]) + b"]}"
 
 
 def _doc(row: tuple) -> _Doc:
