@@ -119,3 +119,24 @@ def test_the_server_serves_a_store_over_http(pair):
                                headers={"Authorization": "Bearer test-moesif-key"}, timeout=10)
     assert answer.status_code == 200
     assert len(answer.json()["hits"]["hits"]) == 3
+
+
+def test_a_generated_account_has_the_counts_it_says_in_and_out_of_the_window(tmp_path):
+    from sandbox.datagen import generate_account
+
+    path = tmp_path / "account.sqlite"
+    counts = generate_account(path, 4_000, seed=5, start=START, end=END, changed_share=0.05,
+                              company_share=0.05)
+    users, companies = (MoesifStandIn(store=str(path)).collections[name]
+                        for name in ("users", "companies"))
+    changed = [hit["_id"] for page in pages(companies, queries.changed_in_window(START, END),
+                                            size=500)
+               for hit in orjson.loads(page)["hits"]["hits"]]
+
+    assert len(users) == 4_000 and len(companies) == counts["companies"] == 200
+    assert len(changed) == counts["companies_in_window"] > 0
+    assert users.count(queries.changed_in_window(START, END)) == counts["in_window"]
+    assert 100 < counts["in_window"] < 300  # 5% of 4,000
+    assert users.count(queries.members_of(changed, not_changed_in=(START, END))) == counts[
+        "via_company"] > 0
+    assert counts["bad"] > 0
