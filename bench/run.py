@@ -440,7 +440,7 @@ class Benchmark:
         results["peak_rss_mb"]["transform_workers"] = round(
             parallel.peak_rss_mb + parallel.children_peak_rss_mb, 1)
         # The workers' share of the task's memory, on its own: a worker is a process of its own.
-        results["peak_rss_mb"]["transform_worker_process"] = round(
+        results["transform_worker_peak_rss_mb"] = round(
             parallel.children_peak_rss_mb / max(parallel.summary["workers"], 1), 1)
         results["stages"] = {name: {**result.figures(), "summary": _brief(result.summary)}
                              for name, result in self.stages.items()}
