@@ -252,6 +252,7 @@ class AuditStore:
             else:
                 _replace_latest(db, dag_id, source.order_by(delta.seq))
             return db.execute(user_state_delta.delete().where(mine)).rowcount
+
     def _accepted_at(self, at: datetime) -> object:
         """``at`` as the driver takes it for ``accepted_at`` (SQLite: SQLAlchemy's text)."""
         dialect = self.engine.dialect
