@@ -30,13 +30,13 @@ _SORT = b',"sort":'
 _HIT_LIST_END = b"}]}}"  # closes the last hit, the hits list, "hits" and the response
 
 
-def moesif_ceiling(url: str, total: int) -> float:
+def moesif_ceiling(url: str, total: int, *, full_refresh: bool = False) -> float:
     """Users per second paging through the extract's own query and page size.
 
     Same query and sort as ``extract_users`` (so the stand-in's result cache
     serves both); of each page only the last hit's sort values are parsed.
     """
-    query = moesif.changed_in_window(*WINDOW.bounds)
+    query = moesif.everything() if full_refresh else moesif.changed_in_window(*WINDOW.bounds)
     paginator = moesif.SearchAfterPaginator(PAGE_SIZE)
     path = moesif.SEARCH_PATH.format(entity="users")
     headers = {"Authorization": f"Bearer {MOESIF_KEY}", "Content-Type": "application/json"}

@@ -18,7 +18,10 @@ staged messages, message by message.
 from __future__ import annotations
 
 import gc
+import sqlite3
 from collections import Counter
+from collections.abc import Iterable, Iterator
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -38,12 +41,38 @@ _SHOWN_MISMATCHES = 5
 def check_identity(users_file: Path, companies_file: Path, stage: Staging, *, n_users: int,
                    sample: int) -> dict[str, Any]:
     """Compare ``sample`` evenly spaced users of the ``n_users`` (all when there are fewer)."""
+    with companies_file.open("rb") as lines:
+        companies = _companies(codec.loads(line) for line in lines)
+    return _compare(_sample(users_file, step=max(1, n_users // max(sample, 1))), companies,
+                    stage)
+
+
+def check_identity_store(store: Path, stage: Staging, *, n_users: int,
+                         sample: int) -> dict[str, Any]:
+    """``check_identity`` with the records read from the Moesif stand-in's store on disk."""
+    step = max(1, n_users // max(sample, 1))
+    with closing(sqlite3.connect(store.resolve().as_uri() + "?mode=ro", uri=True)) as db:
+        companies = _companies(_sources(db.execute(
+            "SELECT head FROM docs WHERE collection = 'companies' ORDER BY ord")))
+        return _compare(list(_sources(db.execute(
+            "SELECT head FROM docs WHERE collection = 'users' AND ord % ? = 0 ORDER BY ord",
+            (step,)))), companies, stage)
+
+
+def _sources(rows: Iterable[tuple[bytes]]) -> Iterator[tuple[Any, bool]]:
+    """(record, lenient) of each stored hit's head (``{"_id":…,"_source":…``)."""
+    for head, in rows:
+        hit, lenient = codec.loads(head + b"}")
+        yield hit["_source"], lenient
+
+
+def _compare(records: Iterable[tuple[Any, bool]], companies: dict[str, dict],
+             stage: Staging) -> dict[str, Any]:
     default_timestamp = format_utc(WINDOW.end)
-    companies = _companies(companies_file)
     expected: dict[str, bytes] = {}
     rejected: list[str] = []
     sampled = 0
-    for record, lenient in _sample(users_file, step=max(1, n_users // max(sample, 1))):
+    for record, lenient in records:
         sampled += 1
         company_id = record.get("company_id") if isinstance(record, dict) else None
         company = companies.get(company_id) if isinstance(company_id, str) else None
@@ -68,18 +97,16 @@ def check_identity(users_file: Path, companies_file: Path, stage: Staging, *, n_
     }
 
 
-def _companies(path: Path) -> dict[str, dict]:
+def _companies(records: Iterable[tuple[Any, bool]]) -> dict[str, dict]:
     """company_id -> traits.company, the first record of an id winning (as in the transform)."""
     found: dict[str, dict] = {}
-    with path.open("rb") as lines:
-        for line in lines:
-            record, _ = codec.loads(line)
-            company_id = record.get("company_id") if isinstance(record, dict) else None
-            if not isinstance(company_id, str) or company_id in found:
-                continue
-            traits = company_traits(record, Counter())
-            if not isinstance(traits, Rejected):
-                found[company_id] = traits
+    for record, _ in records:
+        company_id = record.get("company_id") if isinstance(record, dict) else None
+        if not isinstance(company_id, str) or company_id in found:
+            continue
+        traits = company_traits(record, Counter())
+        if not isinstance(traits, Rejected):
+            found[company_id] = traits
     return found
 
 

@@ -48,15 +48,16 @@ import moesif_segment_sync
 from moesif_segment_sync.pipeline.staging import Staging
 from moesif_segment_sync.settings import load_settings
 
-from . import rate, report, staged
+from . import account, rate, report, staged
 from .ceilings import moesif_ceiling, segment_ceiling
-from .checks import check_delivery, check_identity
+from .checks import check_delivery, check_identity, check_identity_store
 from .config import DAG_ID, MOESIF_KEY, PAGE_SIZE, REPO, WINDOW, WRITE_KEY, forget_settings_env
 from .end_to_end import dags_test
 from .process import BenchError, SegmentStandIn, StandIn, log_tail, run_measured
 from .worker import StageSpec
 
 DEFAULT_OUT = REPO / "bench" / "results.json"
+STORE_ABOVE = 1_000_000  # users: above, the large-account mode (Options.store)
 SOURCE_RUN = "bench"  # the run whose extract and transform are timed; the loads copy its messages
 SEGMENT_PROBE_MESSAGES = 100_000  # enough batches for a steady ceiling, bounded memory at 1M
 TUNED_UPLOAD_SIZE = 1000
@@ -78,6 +79,11 @@ class Options:
     rate_seconds: float
     rss_reference: dict[str, Any] | None
     profile: Path | None
+    # Above a million users the Moesif stand-in serves a store on disk (sandbox.datagen
+    # --account): the stages run as a first, full-refresh sync of that account, the
+    # transform once (the default, in worker processes), the load once and without the peer.
+    store: bool = False
+    data: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -90,37 +96,41 @@ class StageResult:
     rss_before_mb: float  # after imports, before the stage
     summary: dict[str, Any]
     children_peak_rss_mb: float = 0.0  # the largest sum of its child processes' RSS
+    children_cpu_seconds: float = 0.0  # CPU time of its child processes (transform workers)
 
     def figures(self) -> dict[str, Any]:
         return {"seconds": round(self.seconds, 3), "cpu_seconds": round(self.cpu_seconds, 3),
                 "peak_rss_mb": round(self.peak_rss_mb, 1),
                 "children_peak_rss_mb": round(self.children_peak_rss_mb, 1),
+                "children_cpu_seconds": round(self.children_cpu_seconds, 3),
                 "rss_before_mb": round(self.rss_before_mb, 1)}
 
 
 class Workspace:
     """The folders of one benchmark: generated data, staging, audit stores, specs and logs."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, data: Path | None = None) -> None:
         self.root = root
-        self.data = root / "data"
+        self.data = data or root / "data"
         self.logs = root / "logs"
         self.staging_root = (root / "staging").as_uri()
         for folder in (self.data, self.logs, root / "audit", root / "specs"):
             folder.mkdir(parents=True, exist_ok=True)
+        self.full_refresh = False
 
     def staging(self, run_id: str) -> Staging:
         return Staging(self.staging_root, DAG_ID, run_id)
 
     def stage(self, stage: str, run_id: str, *, profile: Path | None = None,
-              **spec: Any) -> StageResult:
+              audit_url: str | None = None, **spec: Any) -> StageResult:
         """Run one stage in a fresh worker process; fail with its log when it fails."""
         name = f"{run_id}-{stage}"
         spec_path = self.root / "specs" / f"{name}.json"
         result_path = self.root / "specs" / f"{name}.result.json"
         log = self.logs / f"{name}.log"
         StageSpec(stage=stage, run_id=run_id, staging_root=self.staging_root,
-                  audit_url=f"sqlite:///{self.root / 'audit' / f'{run_id}.db'}",
+                  full_refresh=self.full_refresh,
+                  audit_url=audit_url or f"sqlite:///{self.root / 'audit' / f'{run_id}.db'}",
                   profile=str(profile or ""), **spec).write(spec_path)
         measured = run_measured([sys.executable, "-m", "bench.worker", str(spec_path),
                                  str(result_path)], log=log)
@@ -130,7 +140,8 @@ class Workspace:
         result = json.loads(result_path.read_text())
         return StageResult(result["seconds"], result["cpu_seconds"], result["peak_rss_mb"],
                            result["rss_before_mb"], result["summary"],
-                           result["children_peak_rss_mb"])
+                           result["children_peak_rss_mb"],
+                           result.get("children_cpu_seconds", 0.0))
 
     def copy_messages(self, run_id: str) -> None:
         """Give ``run_id`` the source run's staged messages, as if its transform had run."""
@@ -169,17 +180,25 @@ class Benchmark:
             self.compare_loads(segment)
             if self.options.rate_check:
                 self.check_rate(segment)
-            with self.moesif_stand_in("end-to-end") as moesif:
-                moesif_ceiling(moesif.url, self.options.users)  # warms it, as for the extract
-                self.end_to_end(moesif, segment)
+            if not self.options.store:
+                with self.moesif_stand_in("end-to-end") as moesif:
+                    moesif_ceiling(moesif.url, self.options.users)  # warms it, as for extract
+                    self.end_to_end(moesif, segment)
         return self.finish()
 
     def moesif_stand_in(self, purpose: str) -> StandIn:
+        if self.options.store:
+            return StandIn("moesif", ["--store", str(self.work.data / "store.sqlite"),
+                                      "--key", MOESIF_KEY],
+                           self.work.logs / f"moesif-{purpose}.log")
         return StandIn("moesif", ["--users", str(self.work.data / "users.jsonl"),
                                   "--companies", str(self.work.data / "companies.jsonl"),
                                   "--key", MOESIF_KEY], self.work.logs / f"moesif-{purpose}.log")
 
     def generate(self) -> None:
+        if self.options.store:
+            self.generate_account()
+            return
         started = time.perf_counter()
         command = [sys.executable, "-m", "sandbox.datagen", "--users", str(self.options.users),
                    "--seed", "0", "--start", WINDOW.start.isoformat(),
@@ -192,10 +211,26 @@ class Benchmark:
         self.say(f"generated {self.options.users:,} users and {self.n_companies:,} companies "
                  f"in {time.perf_counter() - started:.1f} s")
 
+    def generate_account(self) -> None:
+        """The large account on disk (reused when ``--data`` holds one of N users); its
+        first sync is a full refresh, so every user and company is staged."""
+        started = time.perf_counter()
+        expected = account.generate(self.work.data, self.options.users)
+        self.work.full_refresh = True
+        self.n_companies = expected["companies"]
+        self.expected_messages = expected["users"] - expected["bad"]
+        self.results.update(n_companies=self.n_companies, messages=self.expected_messages,
+                            mode="store (full refresh of a generated account)")
+        self.say(f"account of {self.options.users:,} users and {self.n_companies:,} companies "
+                 f"ready in {time.perf_counter() - started:.1f} s")
+
     def probe_moesif(self, moesif: StandIn) -> None:
         self.say(f"Moesif stand-in up in {moesif.startup_s:.1f} s")
-        cold = moesif_ceiling(moesif.url, self.options.users)
-        warm = moesif_ceiling(moesif.url, self.options.users)
+        full = self.options.store
+        cold = moesif_ceiling(moesif.url, self.options.users, full_refresh=full)
+        # A store's pass over ten million users takes minutes: there, the first pass (which
+        # sorts, and warms the result cache for the extract) is the only one.
+        warm = cold if full else moesif_ceiling(moesif.url, self.options.users)
         self.moesif_ceilings = {"moesif_users_per_s": round(warm),
                                 "moesif_first_pass_users_per_s": round(cold),
                                 "moesif_startup_s": round(moesif.startup_s, 1)}
@@ -222,7 +257,8 @@ class Benchmark:
     def transform(self) -> None:
         """Twice: in one process (the issue's figure), then as the DAG runs it by default, in
         worker processes (``transform_workers`` 0: one per core); both stage the same bytes."""
-        for name, workers in (("transform", 1), ("transform_workers", 0)):
+        runs = (("transform", 1), ("transform_workers", 0))
+        for name, workers in runs[1:] if self.options.store else runs:
             result = self.work.stage("transform", SOURCE_RUN,
                                      settings={"transform_workers": workers})
             # One summary per message shard, each with the whole transform's counts.
@@ -242,10 +278,15 @@ class Benchmark:
         self.results["transform_workers"] = self.stages["transform_workers"].summary["workers"]
 
     def check_identity(self) -> None:
-        check = check_identity(self.work.data / "users.jsonl",
-                               self.work.data / "companies.jsonl",
-                               self.work.staging(SOURCE_RUN), n_users=self.options.users,
-                               sample=self.options.sample)
+        if self.options.store:
+            check = check_identity_store(self.work.data / "store.sqlite",
+                                         self.work.staging(SOURCE_RUN),
+                                         n_users=self.options.users, sample=self.options.sample)
+        else:
+            check = check_identity(self.work.data / "users.jsonl",
+                                   self.work.data / "companies.jsonl",
+                                   self.work.staging(SOURCE_RUN), n_users=self.options.users,
+                                   sample=self.options.sample)
         self.results["identity_check"] = check
         if not check["passed"]:
             raise BenchError(f"staged messages differ from mapping.identify: {check}")
@@ -266,9 +307,11 @@ class Benchmark:
         configurations = {"default": {},
                           "tuned": {"upload_size": TUNED_UPLOAD_SIZE,
                                     "max_queue_size": self.expected_messages + 1}}
+        if self.options.store:  # the peer's comparison stays at 100,000 and a million
+            configurations = {}
         ours: list[dict[str, Any]] = []
         peers: dict[str, list[dict[str, Any]]] = {name: [] for name in configurations}
-        for number in range(1, self.options.rounds + 1):
+        for number in range(1, 2 if self.options.store else self.options.rounds + 1):
             ours.append(self.our_load(segment, number))
             for name, options in configurations.items():
                 peers[name].append(self.peer_load(segment, name, options, number))
@@ -295,6 +338,8 @@ class Benchmark:
                                  settings={"send_rate": None})
         stand_in_cpu = segment.cpu_seconds() - cpu_before
         received = segment.stats()
+        if number == 1:
+            self.results["state_store_mb"] = _sqlite_mb(self.work.root / "audit" / f"{run_id}.db")
         figures = {**result.figures(), "sent": result.summary["sent"],
                    "batches": result.summary["batches"], **self._received(received),
                    "events_per_s": round(received["delivered"] / result.seconds),
@@ -389,10 +434,14 @@ class Benchmark:
         results = self.results
         results["peak_rss_mb"] = {name: round(result.peak_rss_mb, 1)
                                   for name, result in self.stages.items()}
+        results["per_core"] = per_core(self.stages, self.options.users)
         # The transform in worker processes: the task's process and its workers together.
         parallel = self.stages["transform_workers"]
         results["peak_rss_mb"]["transform_workers"] = round(
             parallel.peak_rss_mb + parallel.children_peak_rss_mb, 1)
+        # The workers' share of the task's memory, on its own: a worker is a process of its own.
+        results["transform_worker_peak_rss_mb"] = round(
+            parallel.children_peak_rss_mb / max(parallel.summary["workers"], 1), 1)
         results["stages"] = {name: {**result.figures(), "summary": _brief(result.summary)}
                              for name, result in self.stages.items()}
         results["stand_ins"] = {
@@ -412,6 +461,31 @@ class Benchmark:
         results["duration_s"] = round(time.perf_counter() - self.started, 1)
         results["targets"] = report.targets(results, self.options.rss_reference)
         return results
+
+
+def per_core(stages: dict[str, StageResult], n_users: int) -> dict[str, Any]:
+    """Users (the load: events) per CPU second of each stage, its worker processes included,
+    and the CPU seconds a million users cost end to end (extracts, the default transform,
+    the load)."""
+    def cpu(name: str) -> float:
+        return stages[name].cpu_seconds + stages[name].children_cpu_seconds
+
+    counts = {"extract_users": n_users, "extract_companies": n_users,
+              "transform": stages["transform_workers"].summary["considered"],
+              "transform_workers": stages["transform_workers"].summary["considered"],
+              "load": stages["load"].summary["sent"]}
+    figures = {f"{name}_per_cpu_s": round(counts[name] / cpu(name)) for name in stages
+               if name in counts and cpu(name) > 0}
+    total = sum(cpu(name) for name in ("extract_users", "extract_companies",
+                                       "transform_workers", "load"))
+    figures["cpu_seconds_per_million_users"] = round(total / n_users * 1e6, 1)
+    figures["us_per_user"] = {name: round(cpu(name) / counts[name] * 1e6, 2)
+                              for name in stages if name in counts and counts[name]}
+    return figures
+
+
+def _sqlite_mb(path: Path) -> float:
+    return round(sum(p.stat().st_size for p in path.parent.glob(path.name + "*")) / 1e6, 1)
 
 
 def _brief(summary: dict[str, Any]) -> dict[str, Any]:
@@ -468,6 +542,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="a results JSON of another N (e.g. 100,000) to judge RSS growth by")
     parser.add_argument("--profile", type=Path, metavar="DIR",
                         help="only profile extract_users, transform and load into DIR")
+    parser.add_argument("--store", action=argparse.BooleanOptionalAction, default=None,
+                        help=f"serve a generated account from disk, as a full refresh (default: "
+                             f"above {STORE_ABOVE:,} users)")
+    parser.add_argument("--data", type=Path,
+                        help="with --store: the account's folder, reused when it holds N users")
     parser.add_argument("--work", type=Path,
                         help="work folder (default: a temporary one, removed at the end)")
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
@@ -485,11 +564,12 @@ def main(argv: list[str] | None = None) -> int:
     options = Options(args.users, args.rounds, args.sample, args.rate_check, args.send_rate,
                       args.rate_seconds,
                       json.loads(args.rss_reference.read_text()) if args.rss_reference else None,
-                      args.profile)
+                      args.profile,
+                      args.users > STORE_ABOVE if args.store is None else args.store, args.data)
     root = args.work or Path(tempfile.mkdtemp(prefix="mss-bench-"))
     print(f"work folder {root}", flush=True)
     try:
-        results = Benchmark(options, Workspace(root)).run()
+        results = Benchmark(options, Workspace(root, options.data)).run()
     except BenchError as exc:
         print(f"benchmark failed: {exc}\n(work folder kept: {root})", file=sys.stderr)
         return 1

@@ -15,6 +15,7 @@ staged messages through segment-analytics-python instead (``bench.peer``).
 from __future__ import annotations
 
 import json
+import resource
 import sys
 import threading
 import time
@@ -50,6 +51,7 @@ class StageSpec:
     shards: list[dict[str, Any]] = field(default_factory=list)  # what transform returned
     peer_options: dict[str, Any] = field(default_factory=dict)  # segment Client kwargs
     profile: str = ""  # when set, a pyinstrument text profile of the stage is written here
+    full_refresh: bool = False  # the run's full_refresh param (the large runs on a store)
 
     def write(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -60,8 +62,9 @@ class StageSpec:
         return cls(**json.loads(path.read_text()))
 
     def run(self) -> Run:
-        return Run(DAG_ID, self.run_id, "manual", WINDOW, RunParams(),
-                   load_settings(**self.settings), self.staging_root, self.audit_url)
+        return Run(DAG_ID, self.run_id, "manual", WINDOW,
+                   RunParams(full_refresh=self.full_refresh), load_settings(**self.settings),
+                   self.staging_root, self.audit_url)
 
 
 def prepare(spec: StageSpec) -> Callable[[], Any]:
@@ -125,6 +128,12 @@ class ChildrenRss:
             self.peak_mb = max(self.peak_mb, total / 2**20)
 
 
+def _children_cpu() -> float:
+    """CPU seconds of this process's children that have ended (the transform's workers)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def main(argv: list[str]) -> int:
     spec_path, result_path = map(Path, argv)
     spec = StageSpec.read(spec_path)
@@ -138,9 +147,11 @@ def main(argv: list[str]) -> int:
         profiler.start()
     children = ChildrenRss()
     started, cpu_started = time.perf_counter(), time.process_time()
+    children_cpu_started = _children_cpu()
     with children:
         summary = stage()
     seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
+    children_cpu_seconds = _children_cpu() - children_cpu_started
     if profiler is not None:
         profiler.stop()
         Path(spec.profile).write_text(profiler.output_text(unicode=False, color=False))
@@ -148,6 +159,7 @@ def main(argv: list[str]) -> int:
                                        "rss_before_mb": rss_before_mb,
                                        "peak_rss_mb": peak_rss_mb(),
                                        "children_peak_rss_mb": children.peak_mb,
+                                       "children_cpu_seconds": children_cpu_seconds,
                                        "summary": as_json(summary)}))
     return 0
 

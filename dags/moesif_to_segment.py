@@ -37,7 +37,7 @@ audit says so). The audit records which window was chosen.
 | `dry_run` | build, batch and audit, but send nothing (try this first) |
 | `force` | send even messages whose content Segment already has |
 | `doctor` | run the doctor's checks first; a failing check stops the run |
-| `retry_rejects_of` | a run id: read the users that run rejected again and send them through today's mapping (the window is not read) |
+| `retry_rejects_of` | a run id: send the users it rejected again (no window is read) |
 
 ## Backfill
 Trigger > Backfill in the UI (or `POST /api/v2/backfills`) over a date range

@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 import random
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -430,6 +430,73 @@ def _generate(gen: _Generator, n_users: int, n_companies: int, bad: bool) -> Dat
     return dataset
 
 
+# ---------------------------------------------------------------- a large account, streamed
+
+def generate_account(store: str | Path, n_users: int, *, seed: int = 0, start: datetime,
+                     end: datetime, changed_share: float = 0.01,
+                     company_share: float = 0.0012, days_before: int = 30) -> dict[str, Any]:
+    """An account of ``n_users`` written straight into a stand-in store
+    (``sandbox.moesif_store``), never all in memory: the hourly run of a large account.
+
+    Users are generated as by ``generate`` (N/20 companies), but only ``changed_share`` of
+    them are changed or seen in ``[start, end)``; the others' four timestamps fall in the
+    ``days_before`` days before it. ``company_share`` of the companies changed in the window,
+    which brings their users in too (about 0.1% of users with the default). 1% of users are
+    bad, in the cycle of kinds ``generate`` uses. Returns the counts a run over the window
+    should see (also written beside the store as ``expected.json`` by the CLI).
+    """
+    from .moesif_store import StoreWriter
+
+    gen = _Generator(seed, _utc(start), _utc(end))
+    past = (gen.start_ms - days_before * 86_400_000, gen.start_ms)
+    n_companies = max(1, n_users // 20)
+    writer = StoreWriter(store)
+    changed: set[str] = set()
+
+    def companies() -> Iterator[dict[str, Any]]:
+        for index in range(n_companies):
+            company, _ = gen.company(index)
+            if gen.rng.random() < company_share:
+                changed.add(company["company_id"])
+            else:
+                company.update(_times_in(gen, *past))
+            yield company
+
+    counts = {"users": n_users, "companies": n_companies, "in_window": 0, "via_company": 0,
+              "bad": 0, "companies_in_window": 0}
+
+    def users() -> Iterator[dict[str, Any]]:
+        for index in range(n_users):
+            user, _ = gen.user(index, n_companies)
+            in_window = gen.rng.random() < changed_share
+            if not in_window:
+                user.update(_times_in(gen, *past))
+            if gen.rng.random() < 0.01:
+                gen.spoil(user, _BAD_CYCLE[counts["bad"] % len(_BAD_CYCLE)], index)
+                counts["bad"] += 1
+            if in_window:
+                counts["in_window"] += 1
+            elif isinstance(user, dict) and user.get("company_id") in changed:
+                counts["via_company"] += 1
+            yield user
+
+    with gc_paused():
+        writer.add("companies", companies())
+        writer.add("users", users())
+    writer.close()
+    counts["companies_in_window"] = len(changed)
+    return counts
+
+
+def _times_in(gen: _Generator, low: int, high: int) -> dict[str, str | int]:
+    """created <= first_seen <= last_seen, modified >= created, all in [low, high)."""
+    modified, last_seen = gen.moment(low, high), gen.moment(low, high)
+    created = gen.moment(low, min(modified, last_seen) + 1)
+    first_seen = gen.moment(created, last_seen + 1)
+    return {"created": gen.timestamp(created), "first_seen_time": gen.timestamp(first_seen),
+            "last_seen_time": gen.timestamp(last_seen), "modified_time": gen.timestamp(modified)}
+
+
 def _utc(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
 
@@ -459,7 +526,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, required=True, help="folder to write to")
     parser.add_argument("--no-bad", dest="bad", action="store_false",
                         help="leave out the deliberately bad users")
+    parser.add_argument("--account", action="store_true",
+                        help="a large account streamed into a stand-in store (--out/store.sqlite, "
+                             "served by sandbox.moesif --store), only --changed-share of its "
+                             "users in the window (generate_account)")
+    parser.add_argument("--changed-share", type=float, default=0.01)
+    parser.add_argument("--company-share", type=float, default=0.0012)
     args = parser.parse_args(argv)
+    if args.account:
+        args.out.mkdir(parents=True, exist_ok=True)
+        counts = generate_account(args.out / "store.sqlite", args.users, seed=args.seed,
+                                  start=args.start, end=args.end,
+                                  changed_share=args.changed_share,
+                                  company_share=args.company_share)
+        (args.out / "expected.json").write_bytes(orjson.dumps(counts, option=orjson.OPT_INDENT_2))
+        print(f"wrote an account of {counts['users']} users to {args.out}: {counts}",
+              file=sys.stderr)
+        return
     dataset = generate(args.users, args.companies, seed=args.seed, start=args.start,
                        end=args.end, bad=args.bad)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -710,11 +710,16 @@ class MoesifStandIn(StandInServer):
 
     def __init__(self, users: Iterable[Any] = (), companies: Iterable[Any] = (),
                  api_key: str = "test-moesif-key", max_page_size: int | None = None, *,
-                 port: int = 0, verbose: bool = False) -> None:
+                 port: int = 0, verbose: bool = False, store: str | None = None) -> None:
         self.api_key = api_key
         self.max_page_size = max_page_size
-        self.collections = {"users": Collection("user_id", users),
-                            "companies": Collection("company_id", companies)}
+        if store is not None:  # an account too large for memory (sandbox.moesif_store)
+            from .moesif_store import DiskCollection
+            self.collections = {name: DiskCollection(store, name)
+                                for name in ("users", "companies")}
+        else:
+            self.collections = {"users": Collection("user_id", users),
+                                "companies": Collection("company_id", companies)}
         super().__init__(port, verbose=verbose)
 
     # ------------------------------------------------------------ control
@@ -803,15 +808,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--key", default="test-moesif-key", help="the Management API key")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--max-page-size", type=int, default=None)
+    parser.add_argument("--store", help="serve a store file (sandbox.moesif_store) from disk "
+                                        "instead of JSON Lines held in memory")
     args = parser.parse_args(argv)
     users = read_jsonl(args.users) if args.users else []
     companies = read_jsonl(args.companies) if args.companies else []
     server = MoesifStandIn(users, companies, args.key, args.max_page_size, port=args.port,
-                           verbose=True)
+                           verbose=True, store=args.store)
     # The documents live as long as the process and hold no cycles: spare them
     # the collector's full passes, which would stall the first queries.
     gc.freeze()
-    server.note(f"serving {len(users)} users and {len(companies)} companies")
+    server.note(f"serving {len(server.collections['users'])} users and "
+                f"{len(server.collections['companies'])} companies"
+                + (f" from {args.store}" if args.store else ""))
     serve_until_signalled(server)
 
 

@@ -64,6 +64,10 @@ def test_results_json_has_every_key_of_the_issue(bench):
     assert TOP_LEVEL_KEYS <= results.keys()
     assert results["n_users"] == N_USERS
     assert set(results["peak_rss_mb"]) == STAGES
+    # Issue 21: users per CPU second of each stage and the CPU a million users cost.
+    assert {f"{stage}_per_cpu_s" for stage in STAGES} <= results["per_core"].keys()
+    assert results["per_core"]["cpu_seconds_per_million_users"] > 0
+    assert results["state_store_mb"] > 0
     assert set(results["peer"]) == {"default", "tuned"}
     for figures in results["peer"].values():
         assert {"events_per_s", "delivered", "dropped"} <= figures.keys()

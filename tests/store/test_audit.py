@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -13,6 +13,7 @@ from moesif_segment_sync.store.audit import (
     AuditStore,
     BatchEntry,
     RunKey,
+    batches,
     check_accounting,
     schema_version,
     user_state,
@@ -49,6 +50,10 @@ def test_an_accepted_batch_replaces_the_state_of_its_users_and_keeps_the_others(
                        accepted=[("u1", "m-1-b"), ("u3", "m-3-a")])
 
     assert store.accepted_message_ids(KEY.dag_id, ["u1", "u2", "u3", "u4"]) == {
+        "u1": "m-1-b", "u2": "m-2-a", "u3": "m-3-a"}  # from the delta: not folded yet
+    assert store.fold_user_state(KEY.dag_id) == 4
+    assert store.fold_user_state(KEY.dag_id) == 0
+    assert store.accepted_message_ids(KEY.dag_id, ["u1", "u2", "u3", "u4"]) == {
         "u1": "m-1-b", "u2": "m-2-a", "u3": "m-3-a"}
     with store.engine.connect() as db:
         rows = {row.user_id: (row.run_id, row.shard, row.batch_no, row.content_hash)
@@ -56,6 +61,32 @@ def test_an_accepted_batch_replaces_the_state_of_its_users_and_keeps_the_others(
     assert rows == {"u1": (later.run_id, 3, 7, "b"), "u2": (KEY.run_id, 0, 1, "a"),
                     "u3": (later.run_id, 3, 7, "a")}
     assert store.accepted_message_ids("another_dag", ["u1"]) == {}
+    store.close()
+
+
+def test_a_fold_keeps_each_users_latest_acceptance_and_the_delta_overrides_the_state(
+        audit_url):
+    store = AuditStore(audit_url)
+    later = RunKey(KEY.dag_id, "scheduled__2026-11-25T02:00:00+00:00")
+    store.record_batch(KEY, BatchEntry(0, 1, "sent", 2, 900, 1),
+                       accepted=[("u2", "m-2-a"), ("u1", "m-1-a")])
+    store.fold_user_state(KEY.dag_id)
+    store.record_batch(KEY, BatchEntry(0, 2, "sent", 1, 900, 1), accepted=[("u1", "m-1-b")])
+    store.record_batch(later, BatchEntry(0, 1, "sent", 1, 900, 1), accepted=[("u1", "m-1-c")])
+    store.record_batch(RunKey("another_dag", "r"), BatchEntry(0, 1, "sent", 1, 9, 1),
+                       accepted=[("u1", "m-1-x")])
+
+    # Not folded (a load that failed before its shard's end): the delta wins over the state.
+    assert store.accepted_message_ids(KEY.dag_id, ["u1", "u2"]) == {"u1": "m-1-c",
+                                                                   "u2": "m-2-a"}
+    assert store.fold_user_state(KEY.dag_id) == 2  # another_dag's row stays in its delta
+    assert store.accepted_message_ids(KEY.dag_id, ["u1", "u2"]) == {"u1": "m-1-c",
+                                                                   "u2": "m-2-a"}
+    assert store.accepted_message_ids("another_dag", ["u1"]) == {"u1": "m-1-x"}
+    with store.engine.connect() as db:
+        assert db.execute(sa.select(user_state.c.run_id, user_state.c.batch_no).where(
+            user_state.c.user_id == "u1", user_state.c.dag_id == KEY.dag_id)).one() == (
+            later.run_id, 1)
     store.close()
 
 
@@ -150,3 +181,19 @@ def test_an_older_store_gains_the_history_indexes(audit_url):
                               .order_by(schema_version.c.version)).scalars().all()
     assert {"ix_sync_runs_started", "ix_sync_runs_window"} <= indexes
     assert versions == [2, 3] == [2, SCHEMA_VERSION]
+
+
+def test_accepted_at_reads_back_as_the_batch_time_after_a_fold(audit_url):
+    store = AuditStore(audit_url)
+    before = datetime.now(UTC)
+    store.record_batch(KEY, BatchEntry(0, 1, "sent", 1, 9, 1), accepted=[("u1", "m-1-a")])
+    store.fold_user_state(KEY.dag_id)
+    with store.engine.connect() as db:
+        accepted_at = db.execute(sa.select(user_state.c.accepted_at)).scalar_one()
+        finished_at = db.execute(sa.select(batches.c.finished_at)).scalar_one()
+        stored = {db.execute(sa.select(sa.cast(column, sa.Text))).scalar_one()
+                  for column in (user_state.c.accepted_at, batches.c.finished_at)}
+    store.close()
+    assert accepted_at == finished_at
+    assert len(stored) == 1  # the same text in both tables: written the same way
+    assert accepted_at.replace(tzinfo=UTC) >= before.replace(microsecond=0) - timedelta(seconds=1)

@@ -61,6 +61,8 @@ def load_shard(job: ShardLoad, store: AuditStore, sender: SegmentSender | None
     """Plan the shard and send its batches (none when ``sender`` is None: a dry run)."""
     if sender is None and not job.dry_run:
         raise SyncError("load needs the Segment connection unless dry_run is set")
+    # Users accepted by a load that stopped before the end of its shard join the state first.
+    store.fold_user_state(job.key.dag_id)
     shard_plan = _plan(job, store)
     ledger = store.ledger(job.key, job.shard)
     totals = Totals()
@@ -83,6 +85,8 @@ def load_shard(job: ShardLoad, store: AuditStore, sender: SegmentSender | None
                 flight.send(batch)
         flight.finish()
     progress.finish(f"{totals.batches:,} batches")
+    folded = store.fold_user_state(job.key.dag_id)
+    log.debug("shard %d: %d accepted users folded into the user state", job.shard, folded)
     return shard_plan, totals
 
 

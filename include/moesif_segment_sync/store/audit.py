@@ -22,6 +22,7 @@ from ..errors import AccountingError, ConfigError, SyncError
 
 SCHEMA_VERSION = 3
 # Columns each version added to a store created by an earlier one: {version: [(table, column)]}.
+# (Version 3 also added a table, sync_user_state_delta, which create_all makes.)
 _ADDED = {2: [("sync_runs", "failed_task"), ("sync_runs", "notes")]}
 # Indexes each version added: {version: [index name]}.
 _INDEXED = {3: ["ix_sync_runs_started", "ix_sync_runs_window"]}
@@ -126,6 +127,26 @@ user_state = sa.Table(
     sa.Column("batch_no", sa.Integer, nullable=False),
 )
 
+# The users a batch's 200 made accepted, appended in the batch's transaction and folded into
+# sync_user_state once, sorted, at the end of each load (``fold_user_state``). Appending keeps
+# a batch's commit to a few pages, where upserting its users into a table of millions dirtied
+# two random pages a user; the fold writes each page of the big table at most once, in order.
+user_state_delta = sa.Table(
+    "sync_user_state_delta", metadata,
+    sa.Column("seq", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True,
+              autoincrement=True),
+    sa.Column("dag_id", sa.String(250), nullable=False),
+    sa.Column("user_id", sa.Text, nullable=False),
+    sa.Column("message_id", sa.String(100), nullable=False),
+    sa.Column("content_hash", sa.String(64), nullable=False),
+    sa.Column("accepted_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("run_id", sa.String(250), nullable=False),
+    sa.Column("shard", sa.Integer, nullable=False),
+    sa.Column("batch_no", sa.Integer, nullable=False),
+)
+_STATE_COLUMNS = [column.name for column in user_state.columns]
+_DELTA_COLUMNS = [column.name for column in user_state_delta.columns if column.name != "seq"]
+
 
 @dataclass(frozen=True)
 class RunKey:
@@ -164,7 +185,9 @@ class AuditStore:
         self.url = _safe_url(url)
         if self.engine.dialect.name == "sqlite":
             sa.event.listen(self.engine, "connect", _sqlite_write_ahead_log)
-        self._upsert_user_state = _upsert(user_state, self.engine.dialect.name)
+        self._append_delta = _insert_text(user_state_delta, self.engine.dialect)
+        self._accepted_query = _lookup(user_state, user_state.c.user_id)
+        self._delta_query = _lookup(user_state_delta, user_state_delta.c.seq)
         self._ensure_schema()
 
     def close(self) -> None:
@@ -214,32 +237,58 @@ class AuditStore:
 
     def record_batch(self, key: RunKey, entry: BatchEntry,
                      accepted: Iterable[tuple[str, str]] = ()) -> None:
-        """The batch's ledger entry and, in the same transaction, the state of the users
-        whose messages Segment ``accepted`` (``(user_id, message_id)`` pairs)."""
+        """The batch's ledger entry and, in the same transaction, the users whose messages
+        Segment ``accepted`` (``(user_id, message_id)`` pairs), appended to the state's delta
+        (``fold_user_state`` moves them into ``sync_user_state``)."""
         at = now()
         values = {**entry.__dict__, "finished_at": at}
         match = sa.and_(key.where(batches), batches.c.shard == entry.shard,
                         batches.c.batch_no == entry.batch_no)
-        # One row per user (the last wins), as one statement may not update a row twice.
-        rows = {user_id: {"dag_id": key.dag_id, "user_id": user_id, "message_id": message_id,
-                          "content_hash": message_id.rsplit("-", 1)[-1], "accepted_at": at,
-                          "run_id": key.run_id, "shard": entry.shard, "batch_no": entry.batch_no}
-                for user_id, message_id in accepted}
+        # One row per user (the last wins). Bound values go to the driver as tuples: the
+        # per-row work of a Core executemany was most of the cost of a batch (bench/).
+        stamp = self._accepted_at(at)
+        rows = [(key.dag_id, user_id, message_id, message_id.rsplit("-", 1)[-1], stamp,
+                 key.run_id, entry.shard, entry.batch_no)
+                for user_id, message_id in dict(accepted).items()]
         with self._writing() as db:
             if db.execute(batches.update().where(match).values(**values)).rowcount == 0:
                 db.execute(batches.insert().values(dag_id=key.dag_id, run_id=key.run_id, **values))
-            if rows:
-                self._replace_user_state(db, key.dag_id, list(rows.values()))
+            if rows and self._append_delta is not None:
+                db.exec_driver_sql(self._append_delta, rows)
+            elif rows:  # a driver with named placeholders
+                db.execute(user_state_delta.insert(), [dict(zip(_DELTA_COLUMNS, row, strict=True))
+                                                       for row in rows])
 
-    def _replace_user_state(self, db: sa.Connection, dag_id: str, rows: list[dict]) -> None:
-        if self._upsert_user_state is not None:
-            db.execute(self._upsert_user_state, rows)
-            return
-        for chunk in chunks(rows, 500):  # a database without ON CONFLICT
-            db.execute(user_state.delete().where(
-                user_state.c.dag_id == dag_id,
-                user_state.c.user_id.in_([row["user_id"] for row in chunk])))
-            db.execute(user_state.insert(), chunk)
+    def fold_user_state(self, dag_id: str) -> int:
+        """Move the DAG's accepted users from the delta into ``sync_user_state`` in one
+        transaction, sorted by user (a user's latest acceptance wins); returns how many rows
+        moved. A load calls it when its shard ends and before it plans one (a load that
+        failed leaves its accepted batches in the delta, where ``accepted_message_ids``
+        still finds them)."""
+        with self._writing() as db:
+            top = db.scalar(sa.select(sa.func.max(user_state_delta.c.seq))
+                            .where(user_state_delta.c.dag_id == dag_id))
+            if top is None:
+                return 0
+            mine = sa.and_(user_state_delta.c.dag_id == dag_id, user_state_delta.c.seq <= top)
+            delta = user_state_delta.c
+            source = sa.select(*(delta[name] for name in _STATE_COLUMNS)).where(mine)
+            dialect = self.engine.dialect.name
+            if dialect == "postgresql":  # one row per user, or ON CONFLICT refuses the statement
+                db.execute(_upsert(postgresql.insert, source.distinct(delta.user_id).order_by(
+                    delta.user_id, delta.seq.desc())))
+            elif dialect == "sqlite":  # SQLite applies the rows in order: a user's latest last
+                db.execute(_upsert(sqlite.insert, source.order_by(delta.user_id, delta.seq)))
+            else:
+                _replace_latest(db, dag_id, source.order_by(delta.seq))
+            return db.execute(user_state_delta.delete().where(mine)).rowcount
+
+    def _accepted_at(self, at: datetime) -> object:
+        """``at`` as the driver takes it for ``accepted_at`` (SQLite: SQLAlchemy's text)."""
+        dialect = self.engine.dialect
+        process = user_state_delta.c.accepted_at.type.dialect_impl(dialect).bind_processor(
+            dialect)
+        return process(at) if process is not None else at
 
     def ensure_writable(self) -> None:
         """Takes the write lock once and lets it go: a store that is locked or read-only
@@ -260,15 +309,18 @@ class AuditStore:
     def accepted_message_ids(self, dag_id: str, user_ids: list[str]) -> dict[str, str]:
         """userId -> messageId of the last identify Segment accepted, for those it has."""
         # One expanding parameter for the ids: building the IN list one bound value at a time
-        # cost more than the query itself (bench/).
-        query = sa.select(user_state.c.user_id, user_state.c.message_id).where(
-            user_state.c.dag_id == dag_id,
-            user_state.c.user_id.in_(sa.bindparam("user_ids", expanding=True)))
+        # cost more than the query itself (bench/). Sorted, the lookups walk the index in order.
         found: dict[str, str] = {}
         with self._reading() as db:
-            for chunk in chunks(user_ids, 500):
-                found.update((user_id, message_id) for user_id, message_id
-                             in db.execute(query, {"user_ids": chunk}))
+            for chunk in chunks(sorted(user_ids), 500):
+                found.update(db.execute(self._accepted_query, {"dag_id": dag_id,
+                                                               "user_ids": chunk}).all())
+            # Accepted but not folded yet (a load that failed, or one beside this one): newer.
+            if db.scalar(sa.select(user_state_delta.c.seq)
+                         .where(user_state_delta.c.dag_id == dag_id).limit(1)) is not None:
+                for chunk in chunks(user_ids, 500):
+                    found.update(db.execute(self._delta_query, {"dag_id": dag_id,
+                                                                "user_ids": chunk}).all())
         return found
 
     # ---------------------------------------------------------------- runs and rejects
@@ -361,18 +413,42 @@ def _sqlite_write_ahead_log(connection: Any, _record: Any) -> None:
         cursor.close()
 
 
-def _upsert(table: sa.Table, dialect: str) -> sa.Insert | None:
-    """``INSERT ... ON CONFLICT (primary key) DO UPDATE`` of every other column, for
-    executemany on SQLite and PostgreSQL: one statement replaces a batch's rows, where a
-    DELETE and an INSERT took two; ``None`` for a database without ``ON CONFLICT``."""
-    insert = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}.get(dialect)
-    if insert is None:
+def _lookup(table: sa.Table, order: sa.ColumnElement) -> sa.Select:
+    """(user_id, message_id) of a DAG's users among ``:user_ids``, in ``order``."""
+    return sa.select(table.c.user_id, table.c.message_id).where(
+        table.c.dag_id == sa.bindparam("dag_id"),
+        table.c.user_id.in_(sa.bindparam("user_ids", expanding=True))).order_by(order)
+
+
+def _insert_text(table: sa.Table, dialect: sa.Dialect) -> str | None:
+    """``INSERT`` of the delta's columns in the driver's positional placeholders, for
+    ``exec_driver_sql`` with tuples; None for a driver with named ones."""
+    mark = {"qmark": "?", "format": "%s", "pyformat": "%s"}.get(dialect.paramstyle)
+    if mark is None:
         return None
-    statement = insert(table)
-    keys = [column.name for column in table.primary_key]
+    return (f"INSERT INTO {table.name} ({', '.join(_DELTA_COLUMNS)}) "
+            f"VALUES ({', '.join([mark] * len(_DELTA_COLUMNS))})")
+
+
+def _upsert(insert: Any, source: sa.Select) -> sa.Executable:
+    """``INSERT INTO sync_user_state SELECT … ON CONFLICT (dag_id, user_id) DO UPDATE`` of
+    every other column (SQLite and PostgreSQL)."""
+    statement = insert(user_state).from_select(_STATE_COLUMNS, source)
+    keys = [column.name for column in user_state.primary_key]
     return statement.on_conflict_do_update(
-        index_elements=keys, set_={column.name: statement.excluded[column.name]
-                                   for column in table.columns if column.name not in keys})
+        index_elements=keys, set_={name: statement.excluded[name]
+                                   for name in _STATE_COLUMNS if name not in keys})
+
+
+def _replace_latest(db: sa.Connection, dag_id: str, source: sa.Select) -> None:
+    """The fold for a database without ``ON CONFLICT``: each user's latest row replaces
+    its state, 500 users a statement."""
+    latest = {row["user_id"]: dict(row) for row in db.execute(source).mappings()}
+    for chunk in chunks(list(latest.values()), 500):
+        db.execute(user_state.delete().where(
+            user_state.c.dag_id == dag_id,
+            user_state.c.user_id.in_([row["user_id"] for row in chunk])))
+        db.execute(user_state.insert(), chunk)
 
 
 def storable(value: object) -> object:

@@ -1,0 +1,464 @@
+"""The Moesif stand-in's documents on disk, for accounts too large to hold in memory.
+
+In memory (``sandbox.moesif.Collection``) a user costs about 8 KB: a million
+fit, ten million do not. A store is one SQLite file with, per document, what a
+search needs: its load order, ``_id``, the four timestamps as epoch
+milliseconds (``parse_timestamp_ms``, as in memory), the keyword values of
+``company_id`` and of the collection's id field, and the hit's head bytes,
+serialized once when the store is built. ``DiskCollection`` answers the same
+requests as ``Collection`` with the same bytes (``tests/sandbox`` compares them),
+for the query subset the sync and the benchmark send:
+
+- ``match_all``, ``match_none``, ``ids``, ``bool`` (``filter``, ``must``,
+  ``should``, ``must_not``, ``minimum_should_match``);
+- ``range`` and ``exists`` on the timestamps;
+- ``term`` / ``terms`` on ``company_id`` and on the id field (``.raw`` or not);
+- ``sort`` on the timestamps, ``_id`` and ``_doc``, ``search_after``, ``from``.
+
+Anything else is a 400 that says so. A query's matches, in sort order, are
+kept (as load-order numbers, 8 bytes each) for the next pages, as in memory.
+The store is read-only: the control API's upserts and deletes are refused.
+
+Build one with ``python -m sandbox.moesif_store --users U.jsonl --companies
+C.jsonl --out store.sqlite``, or with ``sandbox.datagen --account``, and
+serve it with ``python -m sandbox.moesif --store store.sqlite``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import bisect
+import sqlite3
+import threading
+import time
+from array import array
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from ._http import HttpError
+from ._json import dumps_exact, gc_paused, loads_lenient
+from .moesif import (
+    _CACHED_QUERIES,
+    _MAX_MS,
+    _MAX_RESULT_WINDOW,
+    _RANGE_IGNORED,
+    _RANGE_OPERATORS,
+    _TIME_INDEX,
+    MISSING_ASC,
+    MISSING_DESC,
+    TIME_FIELDS,
+    Sort,
+    _clauses,
+    _Doc,
+    _es_type,
+    _int_option,
+    _keywords,
+    _minimum_should_match,
+    _own_id,
+    _single,
+    _term_values,
+    parse_timestamp_ms,
+)
+
+ID_FIELDS = {"users": "user_id", "companies": "company_id"}
+_TIME_COLUMNS = ", ".join(TIME_FIELDS)
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS docs (
+    collection TEXT NOT NULL, ord INTEGER NOT NULL, id BLOB NOT NULL,
+    {", ".join(f"{name} INTEGER" for name in TIME_FIELDS)}, head BLOB NOT NULL,
+    PRIMARY KEY (collection, ord));
+CREATE TABLE IF NOT EXISTS keywords (collection TEXT NOT NULL, field TEXT NOT NULL,
+                                     key TEXT NOT NULL, ord INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS mappings (collection TEXT PRIMARY KEY, mapping BLOB NOT NULL);
+"""
+_INDEXES = ["CREATE UNIQUE INDEX IF NOT EXISTS docs_id ON docs (collection, id)",
+            "CREATE INDEX IF NOT EXISTS keywords_key ON keywords (collection, field, key)",
+            # Covering: a query on the timestamps sorts without reading a document.
+            *(f"CREATE INDEX IF NOT EXISTS docs_{name} ON docs (collection, {name}, id, ord)"
+              for name in TIME_FIELDS)]
+
+
+# ---------------------------------------------------------------- building
+
+class StoreWriter:
+    """Writes documents into a new store as the in-memory stand-in loads them: a document
+    whose id is already held replaces it and keeps its place; one without a usable id gets
+    ``_doc<order>``."""
+
+    def __init__(self, path: str | Path) -> None:
+        self._db = sqlite3.connect(path, isolation_level=None)
+        self._db.executescript("PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF;"
+                               "PRAGMA cache_size = -262144;" + _SCHEMA)
+        # The unique id index first: replacing a document looks it up.
+        self._db.execute(_INDEXES[0])
+        self._db.execute("BEGIN")
+        self._next = {name: self._db.execute("SELECT coalesce(max(ord) + 1, 0) FROM docs WHERE "
+                                             "collection = ?", (name,)).fetchone()[0]
+                      for name in ID_FIELDS}
+        self._types: dict[str, dict[str, Any]] = {name: {} for name in ID_FIELDS}
+        self.written = dict.fromkeys(ID_FIELDS, 0)
+        self._replaced: set[str] = set()
+
+    def add(self, collection: str, sources: Iterable[Any]) -> None:
+        id_field, db = ID_FIELDS[collection], self._db
+        types = self._types[collection]
+        for source in sources:
+            doc_id = _own_id(source, id_field)
+            order = None
+            if doc_id is not None:
+                row = db.execute("SELECT ord FROM docs WHERE collection = ? AND id = ?",
+                                 (collection, _key(doc_id))).fetchone()
+                if row is not None:
+                    order = row[0]
+                    self._replaced.add(collection)
+                    db.execute("DELETE FROM docs WHERE collection = ? AND ord = ?",
+                               (collection, order))
+                    db.execute("DELETE FROM keywords WHERE collection = ? AND ord = ?",
+                               (collection, order))
+            if order is None:
+                order = self._next[collection]
+                self._next[collection] += 1
+            doc = _Doc.of(source, doc_id or f"_doc{order}", order)
+            db.execute("INSERT INTO docs VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                       (collection, order, _key(doc.id), *doc.times, doc.head))
+            if isinstance(source, dict):
+                for field in {"company_id", id_field}:
+                    db.executemany("INSERT INTO keywords VALUES (?, ?, ?, ?)",
+                                   [(collection, field, key, order)
+                                    for key in dict.fromkeys(_keywords(source.get(field)))])
+                for name, value in source.items():
+                    if types.get(name) is None:
+                        types[name] = _es_type(name, value)
+            self.written[collection] += 1
+
+    def close(self) -> None:
+        for collection, types in self._types.items():
+            if collection in self._replaced:  # from the documents held now, in load order
+                types = self._held_types(collection)
+            mapping = {name: kind or {"type": "keyword"} for name, kind in types.items()}
+            self._db.execute("INSERT OR REPLACE INTO mappings VALUES (?, ?)",
+                             (collection, orjson.dumps(mapping)))
+        self._db.execute("COMMIT")
+        for index in _INDEXES[1:]:
+            self._db.execute(index)
+        self._db.execute("ANALYZE")
+        self._db.close()
+
+
+    def _held_types(self, collection: str) -> dict[str, Any]:
+        types: dict[str, Any] = {}
+        for head, in self._db.execute("SELECT head FROM docs WHERE collection = ? ORDER BY ord",
+                                      (collection,)):
+            source = loads_lenient(head + b"}")["_source"]
+            for name, value in source.items() if isinstance(source, dict) else ():
+                if types.get(name) is None:
+                    types[name] = _es_type(name, value)
+        return types
+
+
+def build_store(path: str | Path, users: Iterable[Any], companies: Iterable[Any]) -> dict:
+    """Write ``users`` and ``companies`` into the store at ``path``; returns the counts."""
+    writer = StoreWriter(path)
+    with gc_paused():
+        writer.add("companies", companies)
+        writer.add("users", users)
+    writer.close()
+    return dict(writer.written)
+
+
+def _key(doc_id: str) -> bytes:
+    return doc_id.encode("utf-8", "surrogatepass")
+
+
+# ---------------------------------------------------------------- queries as SQL
+
+
+class _Query:
+    """A query as a SQL condition on ``docs`` with its parameters."""
+
+    def __init__(self, collection: str) -> None:
+        self.collection = collection
+        self.id_field = ID_FIELDS[collection]
+        self.params: list[Any] = []
+
+    def sql(self, query: Any) -> str:
+        if query is None:
+            return "1"
+        kind, args = _single(query, "query")
+        if kind == "match_all":
+            return "1"
+        if kind == "match_none":
+            return "0"
+        if kind in ("term", "terms"):
+            field, wanted = _term_values(kind, args)
+            return self._terms(field, wanted)
+        if kind == "range":
+            return self._range(args)
+        if kind == "exists":
+            field = args.get("field", "") if isinstance(args, dict) else ""
+            if field.removesuffix(".raw") not in _TIME_INDEX:
+                raise _unsupported(f"[exists] on {field!r}")
+            return f"{field.removesuffix('.raw')} IS NOT NULL"
+        if kind == "ids":
+            values = args.get("values") if isinstance(args, dict) else None
+            ids = [_key(value) for value in _clauses(values) if isinstance(value, str)]
+            self.params.extend(ids)
+            return f"id IN ({', '.join('?' * len(ids))})" if ids else "0"
+        if kind == "bool":
+            return self._bool(args)
+        raise HttpError(400, f"Unsupported query [{kind}]: the stand-in knows bool, range, "
+                             "term, terms, ids, exists, match_all and match_none")
+
+    def _terms(self, field: str, wanted: list[Any]) -> str:
+        path = field.removesuffix(".raw")
+        if path in _TIME_INDEX:
+            moments = sorted({parse_timestamp_ms(value) for value in wanted} - {None})
+            self.params.extend(moments)
+            return f"{path} IN ({', '.join('?' * len(moments))})" if moments else "0"
+        if path not in ("company_id", self.id_field):
+            raise _unsupported(f"[terms] on {field!r}")
+        keys = sorted(set(_keywords(wanted)))
+        if not keys:
+            return "0"
+        self.params.extend([self.collection, path, *keys])
+        return (f"ord IN (SELECT ord FROM keywords WHERE collection = ? AND field = ? AND "
+                f"key IN ({', '.join('?' * len(keys))}))")
+
+    def _range(self, args: Any) -> str:
+        field, bounds = _single(args, "[range] clause")
+        if not isinstance(bounds, dict) or not bounds.keys() & _RANGE_OPERATORS or (
+                bounds.keys() - _RANGE_OPERATORS - _RANGE_IGNORED):
+            raise HttpError(400, f"[range] on {field} takes gte, gt, lte and lt, got {bounds!r}")
+        if field not in _TIME_INDEX:
+            raise _unsupported(f"[range] on {field!r}")
+        low, high = -_MAX_MS, _MAX_MS
+        for op, value in bounds.items():
+            if op not in _RANGE_OPERATORS:
+                continue
+            millis = parse_timestamp_ms(value)
+            if millis is None:
+                raise HttpError(400, f"[range] on {field}: cannot parse {value!r} as a date")
+            if op == "gte":
+                low = max(low, millis)
+            elif op == "gt":
+                low = max(low, millis + 1)
+            elif op == "lte":
+                high = min(high, millis)
+            else:
+                high = min(high, millis - 1)
+        self.params.extend([low, high])
+        return f"({field} BETWEEN ? AND ?)"
+
+    def _bool(self, args: Any) -> str:
+        keys = {"must", "filter", "should", "must_not", "minimum_should_match", "boost"}
+        if not isinstance(args, dict) or set(args) - keys:
+            raise HttpError(400, f"[bool] takes {sorted(keys)}, got {args!r}")
+        required = [self.sql(c) for c in _clauses(args.get("filter")) + _clauses(args.get("must"))]
+        should = [self.sql(c) for c in _clauses(args.get("should"))]
+        excluded = [self.sql(c) for c in _clauses(args.get("must_not"))]
+        default = 1 if should and not required else 0
+        at_least = _minimum_should_match(args.get("minimum_should_match"), len(should), default)
+        parts = [*required, *(f"NOT coalesce({part}, 0)" for part in excluded)]
+        if at_least == 1:
+            parts.append(f"({' OR '.join(should)})" if should else "0")
+        elif at_least > 1:
+            parts.append(f"({' + '.join(f'coalesce({part}, 0)' for part in should)}) >= "
+                         f"{int(at_least)}")
+        return "(" + " AND ".join(parts) + ")" if parts else "1"
+
+
+def _unsupported(what: str) -> HttpError:
+    return HttpError(400, f"{what} is not supported by the stand-in's disk store (see "
+                          "sandbox/moesif_store.py)")
+
+
+def _order_sql(sort: Sort) -> str:
+    """ORDER BY for the sort, missing values last in either direction (as in memory)."""
+    terms = []  # and the load order last: Python's sort is stable
+    for field in sort.fields:
+        if field.name in _TIME_INDEX:
+            direction = "DESC" if field.descending else "ASC"
+            terms += [f"{field.name} IS NULL", f"{field.name} {direction}"]
+        elif field.name == "_id":
+            terms.append(f"id {'DESC' if field.descending else 'ASC'}")
+        elif field.name == "_doc":
+            terms.append(f"ord {'DESC' if field.descending else 'ASC'}")
+        else:
+            raise _unsupported(f"sort on {field.name!r}")
+    return ", ".join([*terms, "ord"])
+
+
+# ---------------------------------------------------------------- a collection on disk
+
+class DiskCollection:
+    """Users or companies of a store: the ``Collection`` interface, read-only."""
+
+    def __init__(self, path: str | Path, collection: str) -> None:
+        self._uri = Path(path).resolve().as_uri() + "?mode=ro"
+        self.collection = collection
+        self.id_field = ID_FIELDS[collection]
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._results: OrderedDict[bytes, array] = OrderedDict()
+        self._count = self._db().execute("SELECT count(*) FROM docs WHERE collection = ?",
+                                         (collection,)).fetchone()[0]
+
+    def _db(self) -> sqlite3.Connection:
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = self._local.db = sqlite3.connect(self._uri, uri=True, check_same_thread=False)
+            db.execute("PRAGMA cache_size = -65536")
+            db.execute("PRAGMA mmap_size = 0")
+        return db
+
+    def __len__(self) -> int:
+        return self._count
+
+    def upsert(self, source: Any) -> str:
+        raise HttpError(405, "the stand-in's disk store is read-only")
+
+    def delete(self, doc_id: str) -> bool:
+        raise HttpError(405, "the stand-in's disk store is read-only")
+
+    def get(self, doc_id: str) -> _Doc | None:
+        row = self._db().execute(
+            f"SELECT ord, id, {_TIME_COLUMNS}, head FROM docs WHERE collection = ? AND id = ?",
+            (self.collection, _key(doc_id))).fetchone()
+        return _doc(row) if row else None
+
+    def mapping(self) -> bytes:
+        row = self._db().execute("SELECT mapping FROM mappings WHERE collection = ?",
+                                 (self.collection,)).fetchone()
+        return row[0] if row else b"{}"
+
+    def count(self, query: Any) -> int:
+        where = _Query(self.collection)
+        condition = where.sql(query)
+        return self._db().execute(f"SELECT count(*) FROM docs WHERE collection = ? AND "
+                                  f"{condition}", [self.collection, *where.params]).fetchone()[0]
+
+    def search(self, body: dict, *, max_page_size: int | None) -> bytes:
+        """The response body of a search request, as ``Collection.search`` writes it."""
+        started = time.perf_counter()
+        size = _int_option(body, "size", 10)
+        offset = _int_option(body, "from", 0)
+        if max_page_size is not None and size > max_page_size:
+            raise HttpError(400, f"size {size} is over the largest page size, {max_page_size}")
+        if offset and offset + size > _MAX_RESULT_WINDOW:
+            raise HttpError(400, f"Result window is too large, from + size must be less than or "
+                                 f"equal to [{_MAX_RESULT_WINDOW}] but was [{offset + size}]; "
+                                 "page with search_after instead")
+        sort = Sort(body["sort"]) if body.get("sort") is not None else None
+        matches = self._matching(body.get("query"), sort)
+        start = offset
+        if body.get("search_after") is not None:
+            if sort is None:
+                raise HttpError(400, "search_after needs a sort")
+            if offset:
+                raise HttpError(400, "from must be 0 when search_after is used")
+            start = self._position_after(matches, sort, body["search_after"])
+        docs = self._docs(matches[start:start + size])
+        tail = _tail_of(sort) if sort is not None else None
+        hits = b",".join([doc.head + tail(doc) for doc in docs] if tail is not None
+                         else [doc.head + b"}" for doc in docs])
+        took = int((time.perf_counter() - started) * 1000)
+        return b'{"took":%d,"timed_out":false,"hits":{"total":%d,"hits":[%b]}}' % (
+            took, len(matches), hits)
+
+    def _matching(self, query: Any, sort: Sort | None) -> array:
+        """Load-order numbers of the matches in sort order, kept for the next pages."""
+        cache_key = orjson.dumps([query, sort.spec if sort else None], option=orjson.OPT_SORT_KEYS)
+        with self._lock:
+            cached = self._results.get(cache_key)
+            if cached is not None:
+                self._results.move_to_end(cache_key)
+                return cached
+        where = _Query(self.collection)
+        condition = where.sql(query)
+        order = _order_sql(sort) if sort is not None else "ord"
+        found = array("q")
+        cursor = self._db().execute(
+            f"SELECT ord FROM docs WHERE collection = ? AND {condition} ORDER BY {order}",
+            [self.collection, *where.params])
+        while rows := cursor.fetchmany(100_000):
+            found.extend(row[0] for row in rows)
+        with self._lock:
+            self._results[cache_key] = found
+            while len(self._results) > _CACHED_QUERIES:
+                self._results.popitem(last=False)
+        return found
+
+    def _docs(self, orders: array | list[int]) -> list[_Doc]:
+        if not len(orders):
+            return []
+        wanted = sorted(orders)  # read in the table's order: neighbours share pages
+        rows = self._db().execute(
+            f"SELECT ord, id, {_TIME_COLUMNS}, head FROM docs WHERE collection = ? AND ord IN "
+            f"({', '.join('?' * len(wanted))}) ORDER BY ord", [self.collection, *wanted]
+        ).fetchall()
+        by_order = {row[0]: _doc(row) for row in rows}
+        return [by_order[order] for order in orders]
+
+    def _position_after(self, matches: array, sort: Sort, search_after: Any) -> int:
+        """Index of the first match strictly after ``search_after`` (a binary search that
+        reads one document per step)."""
+        if not isinstance(search_after, list) or len(search_after) != len(sort.fields):
+            raise HttpError(400, f"search_after must be a list of {len(sort.fields)} value(s), "
+                                 f"one per sort field, got {search_after!r}")
+        after = tuple(field.after_part(value)
+                      for field, value in zip(sort.fields, search_after, strict=True))
+        return bisect.bisect_right(range(len(matches)), after,
+                                   key=lambda at: sort.key(self._docs([matches[at]])[0]))
+
+
+def _tail_of(sort: Sort) -> Callable[[_Doc], bytes]:
+    """``sort.tail`` (a hit's sort values and closing brace), with the sync's sorts (on the
+    timestamps, ``_id`` and ``_doc``) written directly: the same bytes, a fifth of the time."""
+    parts: list[Callable[[_Doc], bytes]] = []
+    for field in sort.fields:
+        if field.name in _TIME_INDEX:
+            at = _TIME_INDEX[field.name]
+            missing = b"%d" % (MISSING_DESC if field.descending else MISSING_ASC)
+            parts.append(lambda doc, at=at, missing=missing:
+                         missing if doc.times[at] is None else b"%d" % doc.times[at])
+        elif field.name == "_id":
+            parts.append(lambda doc: dumps_exact(doc.id))
+        elif field.name == "_doc":
+            parts.append(lambda doc: b"%d" % doc.order)
+        else:
+            return sort.tail
+    return lambda doc: b',"sort":[' + b",".join([part(doc) for part in parts]) + b"]}"
+
+
+def _doc(row: tuple) -> _Doc:
+    order, key, *times, head = row
+    return _Doc(order, key.decode("utf-8", "surrogatepass"), None, head, tuple(times))
+
+
+def _read_lines(path: Path) -> Iterable[Any]:
+    with open(path, "rb") as lines:
+        for line in lines:
+            if line.strip():
+                yield loads_lenient(line)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m sandbox.moesif_store``: build a store from JSON Lines files."""
+    parser = argparse.ArgumentParser(prog="python -m sandbox.moesif_store", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--users", type=Path, help="users as JSON Lines")
+    parser.add_argument("--companies", type=Path, help="companies as JSON Lines")
+    parser.add_argument("--out", type=Path, required=True, help="the store (SQLite) to write")
+    args = parser.parse_args(argv)
+    counts = build_store(args.out, _read_lines(args.users) if args.users else [],
+                         _read_lines(args.companies) if args.companies else [])
+    print(f"wrote {counts['users']} users and {counts['companies']} companies to {args.out}")
+
+
+if __name__ == "__main__":
+    main()
+
