@@ -72,7 +72,7 @@ def test_every_param_has_a_title_a_section_and_a_description(dag):
     sections = {name: param.schema["section"] for name, param in dag.params.items()}
     assert sections == {"start": "Window", "end": "Window", "allow_long_window": "Window",
                         "full_refresh": "Modes", "dry_run": "Modes", "force": "Modes",
-                        "doctor": "Modes"}
+                        "doctor": "Modes", "retry_rejects_of": "Modes"}
     for name, param in dag.params.items():
         assert param.schema["title"] and param.description, name
         # No required star in the form: every param may be left empty.

@@ -4,6 +4,7 @@ events name the Moesif inputs and the Segment output, with the run's counts as a
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 from airflow.dag_processing.dagbag import DagBag
@@ -31,8 +32,17 @@ def events(airflow_db, tmp_path, monkeypatch):
     store = AuditStore(audit_url)
     record = store.latest_runs(DAG_ID, limit=1)[0]
     store.close()
-    lines = path.read_text().splitlines() if path.exists() else []
-    yield [json.loads(line) for line in lines], record
+    # The provider emits from a worker of its own: wait for the last task's COMPLETE event.
+    events: list[dict] = []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        lines = path.read_text().splitlines() if path.exists() else []
+        events = [json.loads(line) for line in lines]
+        done = {e["job"]["name"] for e in events if e["eventType"] == "COMPLETE"}
+        if {f"{DAG_ID}.extract_users", f"{DAG_ID}.audit"} <= done:
+            break
+        time.sleep(0.5)
+    yield events, record
 
 
 def complete(events: list[dict], task: str) -> dict:

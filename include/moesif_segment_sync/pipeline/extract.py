@@ -75,8 +75,9 @@ def extract_users(client: MoesifClient, stage: Staging, window: Window, *,
                                      before=None if full_refresh or not lookback else (
                                          window.start, earlier))
     in_window = out.lines
-    with stage.writer(staging.LOOKBACK_IDS) as ids_out:
-        ids_out.write_lines([orjson.dumps(user_id) for user_id in sorted(earlier)])
+    if earlier:  # the audit counts which of them were new (``staging.LOOKBACK_IDS``)
+        with stage.writer(staging.LOOKBACK_IDS) as ids_out:
+            ids_out.write_lines([orjson.dumps(user_id) for user_id in sorted(earlier)])
 
     changed_companies: set[str] = set()
     if not full_refresh and user_ids is None:
