@@ -7,28 +7,37 @@ import json
 import time
 
 import pytest
-from airflow.dag_processing.dagbag import DagBag
 
 from moesif_segment_sync.store.audit import AuditStore
 from sandbox.datagen import generate
-from sandbox.environment import DATA_SPAN, DEMO_WINDOW, stand_ins
-from tests.conftest import REPO
-from tests.dags.support import point_dag_at
+from sandbox.environment import (
+    DATA_SPAN,
+    DEMO_WINDOW,
+    airflow,
+    airflow_env,
+    connection_env,
+    prepare_airflow,
+    stand_ins,
+)
 from tests.support import DAG_ID
 
 
 @pytest.fixture
-def events(airflow_db, tmp_path, monkeypatch):
+def events(tmp_path):
+    """One run through `airflow dags test` in a process of its own: the provider reads its
+    transport once per process, so an earlier test's run in this one would have set it."""
     dataset = generate(400, seed=11, start=DATA_SPAN[0], end=DATA_SPAN[1])
     path = tmp_path / "openlineage.jsonl"
-    monkeypatch.setenv("AIRFLOW__OPENLINEAGE__TRANSPORT", json.dumps(
-        {"type": "file", "log_file_path": str(path), "append": True}))
-    monkeypatch.setenv("AIRFLOW__OPENLINEAGE__NAMESPACE", "test")
+    audit_url = f"sqlite:///{tmp_path / 'audit.db'}"
     with stand_ins(dataset) as (moesif, segment):
-        audit_url = point_dag_at(monkeypatch, moesif.url, segment.url, tmp_path)
-        dag = DagBag(dag_folder=str(REPO / "dags")).dags[DAG_ID]
-        dag_run = dag.test(logical_date=DEMO_WINDOW[1])
-        assert str(dag_run.state) == "success"
+        env = airflow_env(tmp_path / "home", AIRFLOW__OPENLINEAGE__NAMESPACE="test",
+                          AIRFLOW__OPENLINEAGE__TRANSPORT=json.dumps(
+                              {"type": "file", "log_file_path": str(path), "append": True}),
+                          **connection_env(moesif.url, segment.url, audit_url))
+        prepare_airflow(env)
+        result = airflow("dags", "test", DAG_ID, DEMO_WINDOW[1].isoformat(), env=env,
+                         check=False)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     store = AuditStore(audit_url)
     record = store.latest_runs(DAG_ID, limit=1)[0]
     store.close()
@@ -54,7 +63,7 @@ def complete(events: list[dict], task: str) -> dict:
 def test_the_events_name_inputs_and_output_with_counts(events):
     events, record = events
     users = complete(events, "extract_users")
-    # dag.test() runs every task in one process, where Airflow's hook lineage collector keeps
+    # `airflow dags test` runs every task in one process, where the hook lineage collector keeps
     # what earlier tasks reported (extract_companies' input); a task process has only its own.
     assert {(d["namespace"], d["name"]) for d in users["inputs"]} == {
         ("moesif://moesif_default", "users"), ("moesif://moesif_default", "companies")}
