@@ -490,6 +490,26 @@ class _Result:
         return tail
 
 
+def page_request(body: dict, max_page_size: int | None) -> tuple[int, int, Sort | None]:
+    """A search body's ``size``, ``from`` and ``sort``, refused the way Moesif refuses them
+    (also ``search_after`` without a sort or beside ``from``)."""
+    size = _int_option(body, "size", 10)
+    offset = _int_option(body, "from", 0)
+    if max_page_size is not None and size > max_page_size:
+        raise HttpError(400, f"size {size} is over the largest page size, {max_page_size}")
+    if offset and offset + size > _MAX_RESULT_WINDOW:
+        raise HttpError(400, f"Result window is too large, from + size must be less than or "
+                             f"equal to [{_MAX_RESULT_WINDOW}] but was [{offset + size}]; "
+                             "page with search_after instead")
+    sort = Sort(body["sort"]) if body.get("sort") is not None else None
+    if body.get("search_after") is not None:
+        if sort is None:
+            raise HttpError(400, "search_after needs a sort")
+        if offset:
+            raise HttpError(400, "from must be 0 when search_after is used")
+    return size, offset, sort
+
+
 class Collection:
     """Users or companies: the documents in load order, plus caches keyed on their version."""
 
@@ -556,23 +576,11 @@ class Collection:
     def search(self, body: dict, *, max_page_size: int | None) -> bytes:
         """The response body of a search request, built from pre-serialized hits."""
         started = time.perf_counter()
-        size = _int_option(body, "size", 10)
-        offset = _int_option(body, "from", 0)
-        if max_page_size is not None and size > max_page_size:
-            raise HttpError(400, f"size {size} is over the largest page size, {max_page_size}")
-        if offset and offset + size > _MAX_RESULT_WINDOW:
-            raise HttpError(400, f"Result window is too large, from + size must be less than or "
-                                 f"equal to [{_MAX_RESULT_WINDOW}] but was [{offset + size}]; "
-                                 "page with search_after instead")
-        sort = Sort(body["sort"]) if body.get("sort") is not None else None
+        size, offset, sort = page_request(body, max_page_size)
         result = self.matching(body.get("query"), sort)
         matches = result.docs
         start = offset
         if body.get("search_after") is not None:
-            if sort is None:
-                raise HttpError(400, "search_after needs a sort")
-            if offset:
-                raise HttpError(400, "from must be 0 when search_after is used")
             start = sort.position_after(matches, body["search_after"])
         page = range(start, min(start + size, len(matches)))
         hits = b",".join([matches[at].head + result.tail(at, sort) for at in page]

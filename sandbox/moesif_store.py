@@ -44,7 +44,6 @@ from ._json import dumps_exact, gc_paused, loads_lenient
 from .moesif import (
     _CACHED_QUERIES,
     _MAX_MS,
-    _MAX_RESULT_WINDOW,
     _RANGE_IGNORED,
     _RANGE_OPERATORS,
     _TIME_INDEX,
@@ -55,12 +54,12 @@ from .moesif import (
     _clauses,
     _Doc,
     _es_type,
-    _int_option,
     _keywords,
     _minimum_should_match,
     _own_id,
     _single,
     _term_values,
+    page_request,
     parse_timestamp_ms,
 )
 
@@ -344,22 +343,10 @@ class DiskCollection:
     def search(self, body: dict, *, max_page_size: int | None) -> bytes:
         """The response body of a search request, as ``Collection.search`` writes it."""
         started = time.perf_counter()
-        size = _int_option(body, "size", 10)
-        offset = _int_option(body, "from", 0)
-        if max_page_size is not None and size > max_page_size:
-            raise HttpError(400, f"size {size} is over the largest page size, {max_page_size}")
-        if offset and offset + size > _MAX_RESULT_WINDOW:
-            raise HttpError(400, f"Result window is too large, from + size must be less than or "
-                                 f"equal to [{_MAX_RESULT_WINDOW}] but was [{offset + size}]; "
-                                 "page with search_after instead")
-        sort = Sort(body["sort"]) if body.get("sort") is not None else None
+        size, offset, sort = page_request(body, max_page_size)
         matches = self._matching(body.get("query"), sort)
         start = offset
         if body.get("search_after") is not None:
-            if sort is None:
-                raise HttpError(400, "search_after needs a sort")
-            if offset:
-                raise HttpError(400, "from must be 0 when search_after is used")
             start = self._position_after(matches, sort, body["search_after"])
         docs = self._docs(matches[start:start + size])
         tail = _tail_of(sort) if sort is not None else None
