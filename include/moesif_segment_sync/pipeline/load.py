@@ -172,7 +172,7 @@ class _OneInFlight:
         except SegmentError as exc:
             if exc.status in SPLITTABLE and self._isolation.can_split(batch):
                 try:
-                    self._isolation.isolate(batch, exc)
+                    self._isolation.isolate(batch)
                 except SyncError as failure:
                     self._record_failed(batch, failure)
                     raise
@@ -227,8 +227,8 @@ class _Isolation:
     def can_split(self, batch: Batch) -> bool:
         return self._left > 0 and bool(batch.heads)
 
-    def isolate(self, batch: Batch, error: SegmentError) -> None:
-        """Settle ``batch``, refused whole with ``error``: deliver what Segment takes."""
+    def isolate(self, batch: Batch) -> None:
+        """Settle ``batch``, which Segment refused whole: deliver what Segment takes."""
         delivered: list[int] = []  # positions in the batch
         refused: list[tuple[int, str]] = []
         requests = self._sender.attempts
