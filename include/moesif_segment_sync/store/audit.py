@@ -114,18 +114,23 @@ rejects = sa.Table(
     sa.Column("raw_record", sa.Text, nullable=False),
 )
 
+def _accepted_columns(*, keyed: bool) -> list[sa.Column]:
+    """A user's accepted identify, as the state and its delta both hold it (``keyed``: the
+    DAG and the user are the primary key)."""
+    return [
+        sa.Column("dag_id", sa.String(250), primary_key=keyed, nullable=False),
+        sa.Column("user_id", sa.Text, primary_key=keyed, nullable=False),
+        sa.Column("message_id", sa.String(100), nullable=False),
+        sa.Column("content_hash", sa.String(64), nullable=False),
+        sa.Column("accepted_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("run_id", sa.String(250), nullable=False),
+        sa.Column("shard", sa.Integer, nullable=False),
+        sa.Column("batch_no", sa.Integer, nullable=False),
+    ]
+
+
 # Change detection: per user, the last identify Segment accepted from this DAG.
-user_state = sa.Table(
-    "sync_user_state", metadata,
-    sa.Column("dag_id", sa.String(250), primary_key=True),
-    sa.Column("user_id", sa.Text, primary_key=True),
-    sa.Column("message_id", sa.String(100), nullable=False),
-    sa.Column("content_hash", sa.String(64), nullable=False),
-    sa.Column("accepted_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("run_id", sa.String(250), nullable=False),
-    sa.Column("shard", sa.Integer, nullable=False),
-    sa.Column("batch_no", sa.Integer, nullable=False),
-)
+user_state = sa.Table("sync_user_state", metadata, *_accepted_columns(keyed=True))
 
 # The users a batch's 200 made accepted, appended in the batch's transaction and folded into
 # sync_user_state once, sorted, at the end of each load (``fold_user_state``). Appending keeps
@@ -135,14 +140,7 @@ user_state_delta = sa.Table(
     "sync_user_state_delta", metadata,
     sa.Column("seq", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True,
               autoincrement=True),
-    sa.Column("dag_id", sa.String(250), nullable=False),
-    sa.Column("user_id", sa.Text, nullable=False),
-    sa.Column("message_id", sa.String(100), nullable=False),
-    sa.Column("content_hash", sa.String(64), nullable=False),
-    sa.Column("accepted_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("run_id", sa.String(250), nullable=False),
-    sa.Column("shard", sa.Integer, nullable=False),
-    sa.Column("batch_no", sa.Integer, nullable=False),
+    *_accepted_columns(keyed=False),
 )
 _STATE_COLUMNS = [column.name for column in user_state.columns]
 _DELTA_COLUMNS = [column.name for column in user_state_delta.columns if column.name != "seq"]
