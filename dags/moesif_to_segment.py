@@ -184,9 +184,11 @@ def moesif_to_segment():
         report = sync.audit(run, users, companies, list(shards), list(loads))
         figures = {key: report[key] for key in ("considered", "sent", "would_send", "unchanged",
                                                 "rejected", "batches", "status")}
+        groups = report["counts"]["groups"]
         context.asset_event_extra(SEGMENT_PROFILES, {
             **figures, "run_id": run.run_id, "dry_run": run.params.dry_run,
-            "window_start": report["window_start"], "window_end": report["window_end"]})
+            "window_start": report["window_start"], "window_end": report["window_end"],
+            **({"group_calls": groups} if groups else {})})
         return figures
 
     users, companies = extract_users(), extract_companies()

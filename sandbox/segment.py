@@ -3,9 +3,10 @@
 ``POST /v1/batch`` with Basic auth (the write key as user, no password),
 gzip bodies, and Segment's limits enforced the way Segment enforces them: a
 message over 32 KB or a body over 500 KB fails the whole request with 400,
-while messages past 2,500 in a batch, messages without a type or a user, and
-repeated messageIds are dropped quietly behind a 200. The stand-in counts
-every quiet drop, so a test can prove the sender never relied on one.
+while messages past 2,500 in a batch, messages without a type or a user (or a
+group call without a groupId), and repeated messageIds are dropped quietly
+behind a 200. The stand-in counts every quiet drop, so a test can prove the
+sender never relied on one.
 
 Messages are kept as the compact JSON the size check already produced, which
 keeps a benchmark's million messages affordable; the ``delivered`` and
@@ -42,10 +43,12 @@ def _present(value: Any) -> bool:
 
 
 def _is_deliverable(message: Any) -> bool:
-    """What Segment keeps: an object with a type and a userId or anonymousId."""
+    """What Segment keeps: an object with a type and a userId or anonymousId; a group call
+    also needs its groupId."""
     return (isinstance(message, dict) and isinstance(message.get("type"), str)
             and bool(message["type"].strip())
-            and (_present(message.get("userId")) or _present(message.get("anonymousId"))))
+            and (_present(message.get("userId")) or _present(message.get("anonymousId")))
+            and (message["type"] != "group" or _present(message.get("groupId"))))
 
 
 class SegmentStandIn(StandInServer):

@@ -78,6 +78,9 @@ class SyncSettings(BaseSettings):
     max_refused_splits: int = Field(
         100, ge=0, description="requests a load task may spend splitting batches that Segment "
         "refuses as invalid (400, 413) to find the refused messages; 0 = never split, fail")
+    group_calls: bool = Field(
+        False, description="also send one Segment group call per user with a company, "
+        "with the company's traits (for B2B destinations: CRMs, account-based tools)")
     max_rejected_share: float = Field(
         0.05, ge=0, le=1, description="fail a run whose rejected users exceed this share")
     hash_fields: list[str] = Field(

@@ -52,6 +52,7 @@ class Built(StageSummary):
     transform_id: str
     considered: int
     messages: int
+    groups: int = 0  # group calls built (MOESIF_SEGMENT_GROUP_CALLS), beside the messages
     rejected: int
     rejected_by_kind: dict[str, int]
     warnings: dict[str, int]
@@ -83,13 +84,19 @@ class Loaded(StageSummary):
     resumed_batches: int
     attempts: int
     bytes: int
+    # Group calls, counted apart from the identify messages above.
+    group_sent: int = 0
+    group_refused: int = 0
+    group_would_send: int = 0
+    group_unchanged: int = 0
 
     @classmethod
     def summed(cls, loads: list[Loaded]) -> Loaded:
         """The shards' loads as one: counts add up, the slowest shard is the load's time."""
         counts = {name: sum(getattr(load, name) for load in loads) for name in (
             "batches", "sent", "refused", "would_send", "unchanged", "planned",
-            "resumed_batches", "attempts", "bytes")}
+            "resumed_batches", "attempts", "bytes", "group_sent", "group_refused",
+            "group_would_send", "group_unchanged")}
         starts = [load.started_at for load in loads if load.started_at is not None]
         return cls(**counts, shards=len(loads), seconds=max(load.seconds for load in loads),
                    started_at=min(starts, default=None))
@@ -117,6 +124,9 @@ class RunCounts(BaseModel):
     users_found_late: int = 0
     # What the run kept out of staging and Segment, so its page can say so.
     privacy: dict[str, list[str]] = Field(default_factory=dict)
+    # Group calls (MOESIF_SEGMENT_GROUP_CALLS): built, sent, would_send, unchanged, refused;
+    # empty when the run made none.
+    groups: dict[str, int] = Field(default_factory=dict)
     send_attempts: int
     bytes: int
 

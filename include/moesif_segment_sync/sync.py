@@ -26,6 +26,7 @@ from .moesif import FieldNames, MoesifClient
 from .pipeline import Staging, TraitPolicy, extract, plan, staging
 from .pipeline import load as loading
 from .pipeline import transform as transforming
+from .pipeline.mapping import is_group
 from .segment import SegmentSender
 from .settings import Endpoint, SyncSettings
 from .store import AuditStore, RunKey, check_accounting, now, summary_table
@@ -142,7 +143,7 @@ def _rejected_users(run: Run) -> list[str] | None:
             raise ConfigError(f"param retry_rejects_of: no run {retried!r} of {run.dag_id} in "
                               "the audit store")
         ids = sorted({row["entity_id"] for row in store.rejects(key)
-                      if row["entity"] == "user" and row["entity_id"]})
+                      if row["entity"] in ("user", "group") and row["entity_id"]})
     finally:
         store.close()
     log.info("retrying the rejects of %s: %d user(s)", retried, len(ids))
@@ -163,7 +164,8 @@ def _transform_all(run: Run) -> Built:
         chunk_size=run.settings.chunk_size, shard_size=run.settings.shard_size,
         workers=run.settings.transform_workers, progress_seconds=run.settings.progress_seconds,
         fields=FieldNames.from_overrides(run.settings.field_names),
-        policy=TraitPolicy(run.settings.trait_allow, run.settings.trait_deny))
+        policy=TraitPolicy(run.settings.trait_allow, run.settings.trait_deny),
+        group_calls=run.settings.group_calls)
 
 
 @_stage
@@ -186,7 +188,8 @@ def load(run: Run, segment: Endpoint | None, shard: Shard | dict) -> Loaded:
             sender.close()
         store.close()
     return Loaded(**asdict(totals), shard=shard.shard, unchanged=shard_plan.unchanged,
-                  planned=shard_plan.to_send, seconds=round(time.monotonic() - started, 3))
+                  planned=shard_plan.to_send, group_unchanged=shard_plan.groups_unchanged,
+                  seconds=round(time.monotonic() - started, 3))
 
 
 def audit(run: Run, extracted_users: ExtractedUsers | dict,
@@ -218,6 +221,9 @@ def _count(record: RunRecord) -> None:
     """The run's figures as counters and timers (``metrics``), once per run: the audit runs
     once, where a retried load would count its batches twice."""
     counts = record.counts
+    for kind, value in counts.groups.items():
+        if kind != "built":
+            metrics.incr(f"groups.{kind}", value)
     for name, value in (("users.considered", record.considered),
                         ("messages.sent", record.sent), ("messages.would_send", record.would_send),
                         ("messages.unchanged", record.unchanged),
@@ -244,8 +250,9 @@ def _found_late(run: Run, shards: int) -> int:
     for shard in range(shards) if earlier else ():
         shard_plan = plan.read(stage, shard)
         if shard_plan is not None:
-            found += sum(orjson.loads(head)[0] in earlier
-                         for head in shard_plan.selected(plan.heads(stage, shard)))
+            found += sum(user_id in earlier and not is_group(message_id)
+                         for user_id, message_id in map(orjson.loads, shard_plan.selected(
+                             plan.heads(stage, shard))))
     return found
 
 
@@ -272,7 +279,7 @@ def _record(run: Run, users: ExtractedUsers, companies: ExtractedCompanies, buil
             moesif_requests=users.requests + companies.requests, shards=loaded.shards,
             resumed_batches=loaded.resumed_batches, send_attempts=loaded.attempts,
             bytes=loaded.bytes, users_in_lookback=users.users_in_lookback,
-            users_found_late=found_late,
+            users_found_late=found_late, groups=_groups(built, loaded),
             privacy={"hash_fields": run.settings.hash_fields,
                      "trait_allow": run.settings.trait_allow,
                      "trait_deny": run.settings.trait_deny}),
@@ -287,7 +294,19 @@ def _record(run: Run, users: ExtractedUsers, companies: ExtractedCompanies, buil
                   "(indexed by Moesif after their own window's run)"] if found_late else []),
                *([f"Segment refused {loaded.refused:,} message(s) one by one; the others of "
                   "their batches were delivered; they are rejects of kind segment_refused"]
-                 if loaded.refused else [])])
+                 if loaded.refused else []),
+               *([f"Segment refused {loaded.group_refused:,} group call(s) one by one; they "
+                  "are rejects of entity group, kind segment_refused"]
+                 if loaded.group_refused else [])])
+
+
+def _groups(built: Built, loaded: Loaded) -> dict[str, int]:
+    """What became of the run's group calls; empty when it built none."""
+    if not built.groups:
+        return {}
+    return {"built": built.groups, "sent": loaded.group_sent,
+            "would_send": loaded.group_would_send, "unchanged": loaded.group_unchanged,
+            "refused": loaded.group_refused}
 
 
 def _verdict(record: RunRecord, max_rejected_share: float) -> SyncError | None:
@@ -297,6 +316,12 @@ def _verdict(record: RunRecord, max_rejected_share: float) -> SyncError | None:
         check_accounting(considered=record.considered, sent=record.sent,
                          would_send=record.would_send, unchanged=record.unchanged,
                          rejected=record.rejected, dry_run=record.dry_run)
+        groups = record.counts.groups
+        if groups:
+            check_accounting(considered=groups["built"], sent=groups["sent"],
+                             would_send=groups["would_send"], unchanged=groups["unchanged"],
+                             rejected=groups["refused"], dry_run=record.dry_run,
+                             what="group calls")
         if not record.params.get("retry_rejects_of"):
             check_rejected_share(record.rejected, record.considered, max_rejected_share)
     except (AccountingError, RejectThresholdError) as exc:

@@ -1,6 +1,7 @@
 """Airflow-native data flow through the real scheduler (issue 19): a downstream DAG scheduled
 on the sync's Segment Asset runs after a sync and reads the run's counts from the Asset
-event, and the run's StatsD metrics reach a UDP listener and match the audit's counts."""
+event, the run's StatsD metrics reach a UDP listener and match the audit's counts, and with
+MOESIF_SEGMENT_GROUP_CALLS on Segment gets one group call per user-company link."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from sandbox.datagen import generate
 from sandbox.environment import DATA_SPAN, DEMO_WINDOW, connection_env, stand_ins
 from tests.airflow_server import standalone
 from tests.conftest import REPO
+from tests.dags.test_group_calls import expected_group
 from tests.support import DAG_ID
 
 pytestmark = [pytest.mark.airflow, pytest.mark.timeout(600)]
@@ -96,6 +98,7 @@ def world(tmp_path):
                            AIRFLOW__METRICS__STATSD_ON="True",
                            AIRFLOW__METRICS__STATSD_HOST="127.0.0.1",
                            AIRFLOW__METRICS__STATSD_PORT=str(statsd.port),
+                           MOESIF_SEGMENT_GROUP_CALLS="true",
                            **connection_env(moesif.url, segment.url)) as server:
             server.wait(lambda: server._get("/api/v2/dags/after_segment_sync").status_code
                         == 200, 120, "the downstream DAG to be parsed")
@@ -148,7 +151,19 @@ def test_a_sync_schedules_the_downstream_dag_and_reports_its_metrics(world):
     records = {record["run_id"]: record for record in store.latest_runs(DAG_ID, limit=10)}
     store.close()
     ours = records["manual__assets"]
-    assert ours["status"] == "success" and ours["sent"] == len(segment.delivered) > 0
+    delivered = list(segment.delivered.values())
+    identifies = [message for message in delivered if message["type"] == "identify"]
+    assert ours["status"] == "success" and ours["sent"] == len(identifies) > 0
+
+    # One group call per user-company link, as trait-mapping.md maps it.
+    linked = [message for message in identifies if "company" in message["traits"]]
+    calls = sorted(({k: v for k, v in message.items() if k != "messageId"}
+                    for message in delivered if message["type"] == "group"),
+                   key=lambda call: call["userId"])
+    assert calls == sorted(map(expected_group, linked), key=lambda call: call["userId"])
+    groups = {"built": len(linked), "sent": len(linked), "would_send": 0, "unchanged": 0,
+              "refused": 0}
+    assert ours["counts"]["groups"] == groups
 
     # The downstream run that our sync triggered read our run's counts from the Asset event.
     mine = [extra for extra in extras() if extra["run_id"] == "manual__assets"]
@@ -157,7 +172,7 @@ def test_a_sync_schedules_the_downstream_dag_and_reports_its_metrics(world):
                      "batches": ours["batches"], "status": "success",
                      "run_id": "manual__assets", "dry_run": False,
                      "window_start": "2026-11-25T00:00:00.000Z",
-                     "window_end": "2026-11-25T01:00:00.000Z"}]
+                     "window_end": "2026-11-25T01:00:00.000Z", "group_calls": groups}]
 
     # StatsD: the counters of every run, summed, are the audit's.
     deadline = time.monotonic() + 30
@@ -165,6 +180,7 @@ def test_a_sync_schedules_the_downstream_dag_and_reports_its_metrics(world):
     expected = {"users.considered": sum(r["considered"] for r in records.values()),
                 "messages.sent": sum(r["sent"] for r in records.values()),
                 "messages.rejected": sum(r["rejected"] for r in records.values()),
+                "groups.sent": len(linked),
                 "batches": sum(r["batches"] for r in records.values())}
     while True:
         counters = statsd.counters(prefix)

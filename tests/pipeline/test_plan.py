@@ -29,12 +29,35 @@ def test_unchanged_messages_are_kept_as_ranges_of_line_numbers():
     accepted = {"u1": "m1-a", "u2": "m2-a", "u4": "m4-old", "u5": "m5-a", "u7": "m7-a"}
     heads = [head(number) for number in range(1, 8)]
 
-    made = plan.make(heads, lambda users: {u: accepted[u] for u in users if u in accepted},
+    made = plan.make(heads, lambda users, group: {u: accepted[u] for u in users if u in accepted},
                      **TRANSFORM)
 
     assert made.unchanged_lines == [[1, 2], [5, 5], [7, 7]]
     assert (made.to_send, made.unchanged) == (3, 4)
     assert list(made.selected(heads)) == [head(3), head(4), head(6)]
+
+
+def test_group_calls_are_planned_after_the_identifies_against_their_own_state():
+    """A user's group call is unchanged when it is the group call Segment last accepted for
+    that user, whatever its identify did; lines number on through the group calls."""
+    group = "moesif-segment-sync-group-"
+    heads = [head(1), head(2),
+             orjson.dumps(["u1", f"{group}g1-a"]), orjson.dumps(["u2", f"{group}g2-b"])]
+    state = {False: {"u1": "m1-a", "u2": "m2-old"}, True: {"u1": f"{group}g1-a",
+                                                           "u2": f"{group}g2-a"}}
+    asked = []
+
+    def accepted(users, group_calls):
+        asked.append((users, group_calls))
+        return {u: state[group_calls][u] for u in users if u in state[group_calls]}
+
+    made = plan.make(heads, accepted, **TRANSFORM)
+
+    assert asked == [(["u1", "u2"], False), (["u1", "u2"], True)]
+    assert made.unchanged_lines == [[1, 1], [3, 3]]
+    assert (made.to_send, made.unchanged, made.groups_to_send, made.groups_unchanged) == (
+        1, 1, 1, 1)
+    assert list(made.selected(heads)) == [head(2), heads[3]]
 
 
 def test_force_skips_nothing_and_asks_the_store_nothing():
@@ -44,13 +67,13 @@ def test_force_skips_nothing_and_asks_the_store_nothing():
 
 
 def test_the_plan_round_trips_as_readable_json(stage):
-    made = plan.make([head(1), head(2)], lambda users: {"u2": "m2-a"}, **TRANSFORM)
+    made = plan.make([head(1), head(2)], lambda users, group: {"u2": "m2-a"}, **TRANSFORM)
 
     plan.write(stage, 0, made)
 
     assert stage.read_json(staging.plan_file(0)) == {
         "transform_id": "t-1", "force": False, "dry_run": False, "to_send": 1, "unchanged": 1,
-        "unchanged_lines": [[2, 2]]}
+        "unchanged_lines": [[2, 2]], "groups_to_send": 0, "groups_unchanged": 0}
     assert plan.read(stage, 0) == made
     assert made.matches("t-1", force=False, dry_run=False)
     assert not made.matches("t-2", force=False, dry_run=False)

@@ -23,6 +23,7 @@ from ..segment import ENVELOPE_BYTES, Batch, RateLimiter, SegmentSender, pack
 from ..settings import SyncSettings
 from ..store import AuditStore, BatchEntry, RunKey
 from . import plan, staging
+from .mapping import is_group
 from .staging import Staging
 
 log = logging.getLogger(__name__)
@@ -47,13 +48,30 @@ class ShardLoad:
 
 @dataclass
 class Totals:
+    """Identify messages, and group calls apart (``group_*``), by what became of them."""
+
     batches: int = 0
     sent: int = 0
     refused: int = 0  # messages Segment refused one by one: rejects of kind segment_refused
     would_send: int = 0
+    group_sent: int = 0
+    group_refused: int = 0
+    group_would_send: int = 0
     resumed_batches: int = 0
     attempts: int = 0
     bytes: int = 0
+
+    def add(self, ids: list[tuple[str, str]], outcome: str) -> None:
+        """Count the messages ``ids`` as ``outcome`` (sent, refused or would_send)."""
+        groups = sum(is_group(message_id) for _, message_id in ids)
+        setattr(self, outcome, getattr(self, outcome) + len(ids) - groups)
+        setattr(self, f"group_{outcome}", getattr(self, f"group_{outcome}") + groups)
+
+
+def accepted_pairs(ids: list[tuple[str, str]]) -> tuple[list, list]:
+    """``ids`` as ``record_batch`` takes them: identify messages, then group calls."""
+    return ([pair for pair in ids if not is_group(pair[1])],
+            [pair for pair in ids if is_group(pair[1])])
 
 
 def load_shard(job: ShardLoad, store: AuditStore, sender: SegmentSender | None
@@ -66,7 +84,8 @@ def load_shard(job: ShardLoad, store: AuditStore, sender: SegmentSender | None
     shard_plan = _plan(job, store)
     ledger = store.ledger(job.key, job.shard)
     totals = Totals()
-    progress = Progress(log, f"load shard {job.shard}", "messages", total=shard_plan.to_send,
+    progress = Progress(log, f"load shard {job.shard}", "messages",
+                        total=shard_plan.to_send + shard_plan.groups_to_send,
                         every=job.settings.progress_seconds)
     with _OneInFlight(job, store, sender, totals, progress) as flight:
         for batch in _batches(job, shard_plan):
@@ -75,11 +94,10 @@ def load_shard(job: ShardLoad, store: AuditStore, sender: SegmentSender | None
             previous = ledger.get((job.shard, batch.no))
             if previous is not None and previous.status == "sent":
                 totals.resumed_batches += 1
-                totals.sent += previous.messages
-                totals.refused += batch.count - previous.messages
+                _count_resumed(job, batch, previous, totals)
             elif sender is None:
                 store.record_batch(job.key, _entry(job.shard, batch, "dry_run", attempts=0))
-                totals.would_send += batch.count
+                totals.add(batch.ids(), "would_send")
                 progress.advance(batch.count, f"batch {batch.no} (dry run)")
             else:
                 flight.send(batch)
@@ -103,16 +121,31 @@ def _plan(job: ShardLoad, store: AuditStore) -> plan.Plan:
     made = plan.make(plan.heads(job.stage, job.shard), accepted, transform_id=job.transform_id,
                      force=job.force, dry_run=job.dry_run)
     plan.write(job.stage, job.shard, made)
-    log.info("load plan of shard %d: %d to send, %d unchanged since Segment accepted them%s",
+    log.info("load plan of shard %d: %d to send, %d unchanged since Segment accepted them%s%s",
              job.shard, made.to_send, made.unchanged,
+             f"; group calls: {made.groups_to_send} to send, {made.groups_unchanged} unchanged"
+             if made.groups_to_send or made.groups_unchanged else "",
              " (force: nothing skipped)" if job.force else "")
     return made
+
+
+def _count_resumed(job: ShardLoad, batch: Batch, previous: BatchEntry, totals: Totals) -> None:
+    """Count a batch an earlier attempt delivered: all of it, or, when Segment refused some
+    of its messages, those the refused file does not name."""
+    ids = batch.ids()
+    if previous.messages == batch.count:
+        totals.add(ids, "sent")
+        return
+    refused = {orjson.loads(line)["record"]["messageId"] for line in job.stage.lines(
+        staging.refused_file(job.shard, batch.no))}
+    totals.add([pair for pair in ids if pair[1] not in refused], "sent")
+    totals.add([pair for pair in ids if pair[1] in refused], "refused")
 
 
 def _batches(job: ShardLoad, shard_plan: plan.Plan) -> Iterator[Batch]:
     """The plan's batches, each with its messages' heads: the same plan always gives the same
     batches, so the ledger's batch numbers hold across retries."""
-    return pack(shard_plan.selected(job.stage.lines(staging.messages_file(job.shard))),
+    return pack(shard_plan.selected(plan.lines(job.stage, job.shard)),
                 heads=shard_plan.selected(plan.heads(job.stage, job.shard)),
                 max_bytes=job.settings.max_batch_bytes,
                 max_messages=job.settings.max_batch_messages)
@@ -188,9 +221,10 @@ class _OneInFlight:
             self._job.shard, batch, "failed", self._sender.attempts, str(exc)))
 
     def _record_sent(self, batch: Batch, attempts: int) -> None:
+        ids = batch.ids()
         self._store.record_batch(self._job.key, _entry(self._job.shard, batch, "sent", attempts),
-                                 accepted=batch.ids())
-        self._totals.sent += batch.count
+                                 *accepted_pairs(ids))
+        self._totals.add(ids, "sent")
         self._totals.attempts += attempts
         log.debug("shard %d batch %d: %d messages, %d bytes, sent in %d attempt(s)",
                   self._job.shard, batch.no, batch.count, batch.body_bytes, attempts)
@@ -289,16 +323,17 @@ class _Isolation:
         with stage.writer(staging.refused_file(self._job.shard, batch.no)) as out:
             for position, reason in refused:
                 out.write_line(orjson.dumps({
-                    "entity": "user", "id": ids[position][0], "kind": "segment_refused",
+                    "entity": "group" if is_group(ids[position][1]) else "user",
+                    "id": ids[position][0], "kind": "segment_refused",
                     "reason": f"Segment refused the message: {reason}",
                     "record": orjson.loads(batch.messages[position])}))
         note = f"{staging.REFUSED_NOTE}{len(refused)} of {batch.count} messages"
         entry = BatchEntry(self._job.shard, batch.no, "sent", len(delivered),
                            batch.body_bytes, requests, *batch.edge_message_ids(), note)
         self._store.record_batch(self._job.key, entry,
-                                 accepted=[ids[position] for position in delivered])
-        self._totals.sent += len(delivered)
-        self._totals.refused += len(refused)
+                                 *accepted_pairs([ids[position] for position in delivered]))
+        self._totals.add([ids[position] for position in delivered], "sent")
+        self._totals.add([ids[position] for position, _ in refused], "refused")
         self._totals.attempts += requests
         log.warning("shard %d batch %d: Segment refused %d of %d messages; the others were "
                     "delivered, the refused ones are rejects (segment_refused)",

@@ -27,6 +27,8 @@ from .values import BadValue, compact, first_present, is_absent, to_timestamp, t
 LIBRARY = {"name": DISTRIBUTION, "version": __version__}
 # Namespaces our messageIds: Segment de-duplicates globally, not per source.
 MESSAGE_ID_PREFIX = "moesif-segment-sync-"
+# A group call's messageId: its own prefix, so a message's kind shows in its id (``is_group``).
+GROUP_MESSAGE_ID_PREFIX = MESSAGE_ID_PREFIX + "group-"
 MAX_TRAITS = 300
 
 M = TypeVar("M", bound=BaseModel)
@@ -82,12 +84,25 @@ ALL_TRAITS = TraitPolicy()
 
 
 @dataclass(frozen=True, slots=True)
-class Identify:
-    """A built identify message: its id, and its exact bytes as sent."""
+class Message:
+    """A built message: whose it is, its id, and its exact bytes as sent."""
 
     user_id: str
     message_id: str
     body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Identify(Message):
+    """A built identify message, and the ``group`` call of its user's company when asked
+    for (``identify(group_calls=True)`` on a message with ``traits.company``)."""
+
+    group: Message | None = None
+
+
+def is_group(message_id: str) -> bool:
+    """Whether a messageId is a group call's (else an identify's)."""
+    return message_id.startswith(GROUP_MESSAGE_ID_PREFIX)
 
 
 # ---------------------------------------------------------------- parsing
@@ -210,7 +225,7 @@ def _ttfhw_seconds(value: object, warnings: Counter) -> int | None:
 
 def identify(record: object, company: dict | None, *, default_timestamp: str,
              warnings: Counter, strict_json: bool = False,
-             policy: TraitPolicy = ALL_TRAITS) -> Identify | Rejected:
+             policy: TraitPolicy = ALL_TRAITS, group_calls: bool = False) -> Identify | Rejected:
     """Build one identify message.
 
     ``company`` is the joined company's traits, or None when the user has no
@@ -219,7 +234,8 @@ def identify(record: object, company: dict | None, *, default_timestamp: str,
     ``strict_json`` marks a record that only Python's lenient JSON parser
     could read (NaN, huge integers, lone surrogates): it is serialized by the
     standard library, which refuses what JSON cannot carry. ``policy`` says
-    which top-level traits may be sent.
+    which top-level traits may be sent. ``group_calls`` also builds the user's ``group``
+    call when the message has ``traits.company`` (``group``).
     """
     user_id = _checked_id(record, "user_id")
     if isinstance(user_id, Rejected):
@@ -237,8 +253,7 @@ def identify(record: object, company: dict | None, *, default_timestamp: str,
     except (ValueError, TypeError, UnicodeEncodeError) as exc:
         return Rejected(RejectKind.UNSERIALIZABLE,
                         f"the record holds a value JSON cannot carry ({exc})", user_id)
-    message_id = MESSAGE_ID_PREFIX + hashlib.sha256(
-        user_id.encode("utf-8", "surrogatepass") + b"\n" + content).hexdigest()
+    message_id = _message_id(MESSAGE_ID_PREFIX, user_id, content)
     message = {
         "type": "identify",
         "userId": user_id,
@@ -249,10 +264,48 @@ def identify(record: object, company: dict | None, *, default_timestamp: str,
     }
     body = _serialize(message, strict_json)
     if len(body) > SEGMENT_MAX_MESSAGE_BYTES:
-        return Rejected(RejectKind.OVERSIZE,
-                        f"message is {len(body):,} bytes of JSON, over Segment's 32 KB limit "
-                        f"({SEGMENT_MAX_MESSAGE_BYTES:,} bytes)", user_id)
-    return Identify(user_id, message_id, body)
+        return _oversize("message", body, user_id)
+    group_call = None
+    if group_calls and "company" in traits:
+        group_call = group(user_id, traits["company"], default_timestamp=default_timestamp,
+                           strict_json=strict_json)
+        if isinstance(group_call, Rejected):
+            return group_call
+    return Identify(user_id, message_id, body, group_call)
+
+
+def group(user_id: str, company: dict, *, default_timestamp: str,
+          strict_json: bool = False) -> Message | Rejected:
+    """The ``group`` call linking a user to its company: the company's traits exactly as
+    ``traits.company`` carries them (trait-mapping.md, "The group call")."""
+    context = {"active": False, "library": LIBRARY}
+    group_id = company["id"]
+    content = _canonical({"context": context, "groupId": group_id, "traits": company},
+                         strict_json)
+    message = {
+        "type": "group",
+        "userId": user_id,
+        "groupId": group_id,
+        "messageId": _message_id(GROUP_MESSAGE_ID_PREFIX, user_id, content),
+        "timestamp": company.get("modifiedTime", default_timestamp),
+        "context": context,
+        "traits": company,
+    }
+    body = _serialize(message, strict_json)
+    if len(body) > SEGMENT_MAX_MESSAGE_BYTES:
+        return _oversize("group call", body, user_id)
+    return Message(user_id, message["messageId"], body)
+
+
+def _message_id(prefix: str, user_id: str, content: bytes) -> str:
+    return prefix + hashlib.sha256(
+        user_id.encode("utf-8", "surrogatepass") + b"\n" + content).hexdigest()
+
+
+def _oversize(what: str, body: bytes, user_id: str) -> Rejected:
+    return Rejected(RejectKind.OVERSIZE,
+                    f"{what} is {len(body):,} bytes of JSON, over Segment's 32 KB limit "
+                    f"({SEGMENT_MAX_MESSAGE_BYTES:,} bytes)", user_id)
 
 
 def _traits(user: MoesifUser, company: dict | None, warnings: Counter) -> dict[str, Any]:

@@ -11,6 +11,11 @@ transform finds it, selects the same lines and packs the same batches.
 Who each message is for comes from the shard's heads file (``[userId,
 messageId]`` per line, written by the transform), never from parsing the
 messages themselves.
+
+A shard with group calls (``staging.groups_file``) is planned as if they followed
+its identify messages: their lines are numbered on after the last identify's, and
+a group call is unchanged when its messageId is the last one Segment accepted for
+that user's group call (``accepted``'s ``group``).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
+from itertools import chain
 from typing import TypeVar
 
 import orjson
@@ -25,6 +31,7 @@ import orjson
 from .. import codec
 from ..chunking import chunks
 from . import staging
+from .mapping import is_group
 from .staging import Staging
 
 T = TypeVar("T")
@@ -39,10 +46,13 @@ class Plan:
     transform_id: str
     force: bool
     dry_run: bool
-    to_send: int
+    to_send: int  # identify messages; group calls are counted apart
     unchanged: int
-    # [first, last] line numbers (from 1, both included) of messages_file(shard) not to send.
+    # [first, last] line numbers (from 1, both included) of ``lines(stage, shard)`` not to
+    # send.
     unchanged_lines: list[list[int]]
+    groups_to_send: int = 0
+    groups_unchanged: int = 0
 
     def selected(self, lines: Iterable[T]) -> Iterator[T]:
         """The items of ``lines`` (one per staged message, in order) that are to be sent."""
@@ -61,27 +71,35 @@ class Plan:
         return (self.transform_id, self.force, self.dry_run) == (transform_id, force, dry_run)
 
 
-def make(heads: Iterable[bytes], accepted: Callable[[list[str]], dict[str, str]] | None, *,
-         transform_id: str, force: bool, dry_run: bool) -> Plan:
-    """The plan for a shard whose messages' ``heads`` these are. ``accepted`` maps user ids
-    to the messageId Segment last accepted for each (those it has); ``None`` skips nothing."""
+def make(heads: Iterable[bytes], accepted: Callable[[list[str], bool], dict[str, str]] | None,
+         *, transform_id: str, force: bool, dry_run: bool) -> Plan:
+    """The plan for a shard whose messages' ``heads`` these are. ``accepted(user_ids,
+    group)`` maps user ids to the messageId Segment last accepted for each one's identify
+    (``group`` False) or group call (True), for those it has; ``None`` skips nothing."""
     ranges: list[list[int]] = []
-    number = 0
+    number = groups = groups_unchanged = 0
     for chunk in chunks(heads, _CHUNK):
         start = number
         number += len(chunk)
+        pairs = orjson.loads(b"[" + b",".join(chunk) + b"]")  # one parse per chunk
+        kinds = [is_group(message_id) for _, message_id in pairs]
+        groups += sum(kinds)
         if accepted is None:
             continue
-        pairs = orjson.loads(b"[" + b",".join(chunk) + b"]")  # one parse per chunk
-        have = accepted([user_id for user_id, _ in pairs])
-        for offset, (user_id, message_id) in enumerate(pairs, start=start + 1):
-            if have.get(user_id) == message_id:
+        have = [accepted([user_id for (user_id, _), kind in zip(pairs, kinds, strict=True)
+                          if kind is group], group) if group in kinds else {}
+                for group in (False, True)]
+        for offset, (user_id, message_id), kind in zip(
+                range(start + 1, number + 1), pairs, kinds, strict=True):
+            if have[kind].get(user_id) == message_id:
+                groups_unchanged += kind
                 if ranges and ranges[-1][1] == offset - 1:
                     ranges[-1][1] = offset
                 else:
                     ranges.append([offset, offset])
-    unchanged = sum(last - first + 1 for first, last in ranges)
-    return Plan(transform_id, force, dry_run, number - unchanged, unchanged, ranges)
+    unchanged = sum(last - first + 1 for first, last in ranges) - groups_unchanged
+    return Plan(transform_id, force, dry_run, number - groups - unchanged, unchanged, ranges,
+                groups - groups_unchanged, groups_unchanged)
 
 
 def read(stage: Staging, shard: int) -> Plan | None:
@@ -92,20 +110,31 @@ def read(stage: Staging, shard: int) -> Plan | None:
     staged = stage.read_json(staging.plan_file(shard))
     if "unchanged_lines" not in staged:
         return None
-    return Plan(**{name: staged[name] for name in Plan.__dataclass_fields__})
+    return Plan(**{name: staged[name] for name in Plan.__dataclass_fields__ if name in staged})
 
 
 def write(stage: Staging, shard: int, plan: Plan) -> None:
     stage.write_json(staging.plan_file(shard), asdict(plan))
 
 
+def lines(stage: Staging, shard: int) -> Iterator[bytes]:
+    """The shard's messages: its identify messages, then its group calls when it has some."""
+    own = stage.lines(staging.messages_file(shard))
+    if not stage.exists(staging.groups_file(shard)):
+        return own
+    return chain(own, stage.lines(staging.groups_file(shard)))
+
+
 def heads(stage: Staging, shard: int) -> Iterator[bytes]:
-    """The shard's heads, line for line with its messages. A shard staged by a transform
+    """The shard's heads, line for line with ``lines``. A shard staged by a transform
     before heads files existed has its heads read from the messages (slower)."""
-    if stage.exists(staging.heads_file(shard)):
-        return stage.lines(staging.heads_file(shard))
-    return (staging.head_line(message["userId"], message["messageId"])
-            for message in map(orjson.loads, stage.lines(staging.messages_file(shard))))
+    if not stage.exists(staging.heads_file(shard)):
+        return (staging.head_line(message["userId"], message["messageId"])
+                for message in map(orjson.loads, stage.lines(staging.messages_file(shard))))
+    own = stage.lines(staging.heads_file(shard))
+    if not stage.exists(staging.group_heads_file(shard)):
+        return own
+    return chain(own, stage.lines(staging.group_heads_file(shard)))
 
 
 def sent_messages(stage: Staging, shards: int) -> Iterator[dict]:
@@ -121,5 +150,5 @@ def _planned_lines(stage: Staging, shard: int) -> Iterator[bytes]:
     shard_plan = read(stage, shard)
     if shard_plan is None and stage.exists(staging.to_send_file(shard)):
         return stage.lines(staging.to_send_file(shard))
-    lines = stage.lines(staging.messages_file(shard))
-    return shard_plan.selected(lines) if shard_plan is not None else lines
+    staged = lines(stage, shard)
+    return shard_plan.selected(staged) if shard_plan is not None else staged

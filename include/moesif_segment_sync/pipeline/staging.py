@@ -51,6 +51,23 @@ def heads_file(shard: int) -> str:
     return f"heads-{shard:05d}.jsonl.gz"
 
 
+def groups_file(shard: int) -> str:
+    """Group calls of the shard's users (with ``MOESIF_SEGMENT_GROUP_CALLS``), exactly as
+    built; loaded after the shard's identify messages, as if they followed them."""
+    return f"groups-{shard:05d}.jsonl.gz"
+
+
+def group_heads_file(shard: int) -> str:
+    """``[userId, messageId]`` of each group call of ``groups_file(shard)``, line for line."""
+    return f"group_heads-{shard:05d}.jsonl.gz"
+
+
+def shard_files(shard: int) -> tuple[str, ...]:
+    """The files the transform stages for one shard."""
+    return (messages_file(shard), heads_file(shard), groups_file(shard),
+            group_heads_file(shard))
+
+
 def head_line(user_id: str, message_id: str) -> bytes:
     """One line of a heads file."""
     return orjson.dumps([user_id, message_id])

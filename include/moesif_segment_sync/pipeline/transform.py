@@ -39,6 +39,7 @@ from ..summaries import Built
 from . import staging
 from .mapping import (
     ALL_TRAITS,
+    Message,
     Rejected,
     RejectKind,
     TraitPolicy,
@@ -63,19 +64,19 @@ _MOST_WORKERS = 8
 def transform(stage: Staging, *, default_timestamp: str, chunk_size: int,
               shard_size: int, fields: FieldNames = AS_INFERRED,
               policy: TraitPolicy = ALL_TRAITS, workers: int = 1,
-              progress_seconds: float = 5.0) -> Built:
+              progress_seconds: float = 5.0, group_calls: bool = False) -> Built:
     """Stage messages (in shards of ``shard_size``) and rejects; return the counts the
     audit adds up and the number of shards. ``workers`` processes map the users (0: one
-    per core)."""
+    per core). ``group_calls`` also stages each user's group call beside its identify."""
     started = time.monotonic()
     warnings: Counter = Counter()
     rejected: Counter = Counter()
     routes: Counter = Counter()
-    considered = built = 0
+    considered = built = groups = 0
     with Scratch() as scratch, ShardWriter(stage, shard_size) as messages, \
             stage.writer(staging.REJECTS) as rejects:
         companies_rejected = _stage_companies(stage, scratch, rejects, warnings, fields)
-        spec = MapSpec(scratch.companies_path, default_timestamp, fields, policy)
+        spec = MapSpec(scratch.companies_path, default_timestamp, fields, policy, group_calls)
         progress = Progress(log, "transform", "users", every=progress_seconds)
         with ChunkMappers(spec, workers) as mappers:
             for file, route in USER_FILES.items():
@@ -84,17 +85,20 @@ def transform(stage: Staging, *, default_timestamp: str, chunk_size: int,
                     considered += len(lines)
                     progress.advance(len(lines), f"{built:,} messages built")
                     routes[route] += len(lines)
-                    for user_id, message_id, line, kind in _without_repeats(
+                    for user_id, message_id, line, kind, group in _without_repeats(
                             lines, mapped, scratch, file):
                         if kind is None:
                             messages.write_line(line, user_id, message_id)
                             built += 1
+                            if group is not None:
+                                messages.write_group(group)
+                                groups += 1
                         else:
                             rejected[kind] += 1
                             rejects.write_line(line)
     progress.finish(f"{built:,} messages built, {sum(rejected.values()):,} rejected")
     return Built(
-        transform_id=uuid.uuid4().hex, considered=considered, messages=built,
+        transform_id=uuid.uuid4().hex, considered=considered, messages=built, groups=groups,
         rejected=sum(rejected.values()), rejected_by_kind=dict(sorted(rejected.items())),
         warnings={str(kind): n for kind, n in sorted(warnings.items())}, routes=dict(routes),
         companies=scratch.companies, companies_rejected=companies_rejected,
@@ -104,15 +108,17 @@ def transform(stage: Staging, *, default_timestamp: str, chunk_size: int,
         seconds=round(time.monotonic() - started, 3))
 
 
-def _without_repeats(lines: list[bytes], mapped: MappedChunk, scratch: Scratch,
-                     file: str) -> Iterator[tuple[str | None, str | None, bytes, str | None]]:
-    """A chunk's (user_id, message_id, line, reject kind) in order, where a user built
-    earlier in the run (or earlier in the chunk) is sent once: the repeat becomes a
-    ``duplicate`` reject."""
+def _without_repeats(lines: list[bytes], mapped: MappedChunk, scratch: Scratch, file: str
+                     ) -> Iterator[tuple[str | None, str | None, bytes, str | None,
+                                         Message | None]]:
+    """A chunk's (user_id, message_id, line, reject kind, group call) in order, where a user
+    built earlier in the run (or earlier in the chunk) is sent once: the repeat becomes a
+    ``duplicate`` reject (without its group call)."""
     seen = scratch.built_before(user_id for user_id in mapped.user_ids if user_id is not None)
     built_now = []
     for source, outcome in zip(lines, zip(mapped.user_ids, mapped.message_ids, mapped.lines,
-                                          mapped.kinds, strict=True), strict=True):
+                                          mapped.kinds, mapped.groups, strict=True),
+                               strict=True):
         user_id = outcome[0]
         if user_id is not None:
             if user_id in seen:
@@ -120,7 +126,7 @@ def _without_repeats(lines: list[bytes], mapped: MappedChunk, scratch: Scratch,
                 record, lenient, _ = next(_joined([source], scratch))
                 duplicate = Rejected(RejectKind.DUPLICATE, _DUPLICATE, user_id)
                 outcome = (None, None, _reject_line("user", duplicate, record, lenient, file),
-                           duplicate.kind.value)
+                           duplicate.kind.value, None)
             else:
                 seen.add(user_id)
                 built_now.append(user_id)
@@ -138,17 +144,19 @@ class MapSpec:
     default_timestamp: str
     fields: FieldNames
     policy: TraitPolicy
+    group_calls: bool = False
 
 
 class MappedChunk(NamedTuple):
     """A chunk's outcomes in order, as columns (which cross between processes cheaply): a
-    built user has its user_id, message_id, message line and no kind; a rejected one no
-    ids, its reject line and its reject kind."""
+    built user has its user_id, message_id, message line, no kind and its group call (or
+    None); a rejected one no ids, its reject line, its reject kind and no group call."""
 
     user_ids: list[str | None]
     message_ids: list[str | None]
     lines: list[bytes]
     kinds: list[str | None]
+    groups: list[Message | None]
     warnings: Counter
 
 
@@ -161,21 +169,24 @@ class ChunkMapper:
 
     def __call__(self, file: str, lines: list[bytes]) -> MappedChunk:
         spec = self._spec
-        mapped = MappedChunk([], [], [], [], Counter())
+        mapped = MappedChunk([], [], [], [], [], Counter())
         for record, lenient, company in _joined(lines, self._companies):
             outcome = identify(spec.fields.canonical("users", record), company,
                                default_timestamp=spec.default_timestamp,
-                               warnings=mapped.warnings, strict_json=lenient, policy=spec.policy)
+                               warnings=mapped.warnings, strict_json=lenient, policy=spec.policy,
+                               group_calls=spec.group_calls)
             if isinstance(outcome, Rejected):
                 mapped.user_ids.append(None)
                 mapped.message_ids.append(None)
                 mapped.lines.append(_reject_line("user", outcome, record, lenient, file))
                 mapped.kinds.append(outcome.kind.value)
+                mapped.groups.append(None)
             else:
                 mapped.user_ids.append(outcome.user_id)
                 mapped.message_ids.append(outcome.message_id)
                 mapped.lines.append(outcome.body)
                 mapped.kinds.append(None)
+                mapped.groups.append(outcome.group)
         return mapped
 
 
@@ -265,13 +276,16 @@ def _map_in_worker(file: str, lines: list[bytes]) -> MappedChunk:
 class ShardWriter:
     """Writes messages into shard files of at most ``size`` lines; always at least one shard,
     so that the mapped load has a task to run even when there is nothing to send. Beside each
-    shard, its heads file: ``[userId, messageId]`` per message, so the load never parses one."""
+    shard, its heads file: ``[userId, messageId]`` per message, so the load never parses one;
+    and, when there are group calls, the group calls of the shard's users with their heads
+    (``staging.groups_file``), opened at the first one."""
 
     def __init__(self, stage: Staging, size: int) -> None:
         self._stage, self._size = stage, size
         self._stack = ExitStack()
         self._out: JsonLinesWriter | None = None
         self._heads: JsonLinesWriter | None = None
+        self._groups: tuple[JsonLinesWriter, JsonLinesWriter] | None = None
         self.shards = 0
 
     def __enter__(self) -> ShardWriter:
@@ -284,8 +298,8 @@ class ShardWriter:
             # Shards of an earlier attempt beyond this one's count are not this run's.
             number = self.shards
             while self._stage.exists(staging.messages_file(number)):
-                self._stage.remove(staging.messages_file(number))
-                self._stage.remove(staging.heads_file(number))
+                for name in staging.shard_files(number):
+                    self._stage.remove(name)
                 number += 1
         return False
 
@@ -295,9 +309,24 @@ class ShardWriter:
         self._out.write_line(line)
         self._heads.write_line(staging.head_line(user_id, message_id))
 
+    def write_group(self, group: Message) -> None:
+        """The group call of the user written last, in the same shard."""
+        if self._groups is None:
+            shard = self.shards - 1
+            self._groups = (
+                self._stack.enter_context(self._stage.writer(staging.groups_file(shard))),
+                self._stack.enter_context(self._stage.writer(staging.group_heads_file(shard))))
+        out, heads = self._groups
+        out.write_line(group.body)
+        heads.write_line(staging.head_line(group.user_id, group.message_id))
+
     def _next(self) -> None:
         self._stack.close()
         self._stack = ExitStack()
+        self._groups = None
+        # A shard without group calls has no group files, not an earlier attempt's.
+        self._stage.remove(staging.groups_file(self.shards))
+        self._stage.remove(staging.group_heads_file(self.shards))
         self._out = self._stack.enter_context(
             self._stage.writer(staging.messages_file(self.shards)))
         self._heads = self._stack.enter_context(

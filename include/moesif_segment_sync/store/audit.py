@@ -129,8 +129,16 @@ def _accepted_columns(*, keyed: bool) -> list[sa.Column]:
     ]
 
 
-# Change detection: per user, the last identify Segment accepted from this DAG.
+# Change detection: per user, the last identify Segment accepted from this DAG, and under
+# ``group_scope(dag_id)`` the last group call.
 user_state = sa.Table("sync_user_state", metadata, *_accepted_columns(keyed=True))
+
+
+def group_scope(dag_id: str) -> str:
+    """Where the state keeps a DAG's group calls: its id and ``:group``, a name no DAG can
+    have (Airflow allows letters, digits, ``-``, ``_`` and ``.``), so a user's identify and
+    group call are told apart without a column of their own."""
+    return f"{dag_id}:group"
 
 # The users a batch's 200 made accepted, appended in the batch's transaction and folded into
 # sync_user_state once, sorted, at the end of each load (``fold_user_state``). Appending keeps
@@ -234,10 +242,12 @@ class AuditStore:
                     for row in db.execute(query).mappings()}
 
     def record_batch(self, key: RunKey, entry: BatchEntry,
-                     accepted: Iterable[tuple[str, str]] = ()) -> None:
+                     accepted: Iterable[tuple[str, str]] = (),
+                     accepted_groups: Iterable[tuple[str, str]] = ()) -> None:
         """The batch's ledger entry and, in the same transaction, the users whose messages
-        Segment ``accepted`` (``(user_id, message_id)`` pairs), appended to the state's delta
-        (``fold_user_state`` moves them into ``sync_user_state``)."""
+        Segment ``accepted`` (``(user_id, message_id)`` pairs; their group calls in
+        ``accepted_groups``), appended to the state's delta (``fold_user_state`` moves them
+        into ``sync_user_state``)."""
         at = now()
         values = {**entry.__dict__, "finished_at": at}
         match = sa.and_(key.where(batches), batches.c.shard == entry.shard,
@@ -245,9 +255,11 @@ class AuditStore:
         # One row per user (the last wins). Bound values go to the driver as tuples: the
         # per-row work of a Core executemany was most of the cost of a batch (bench/).
         stamp = self._accepted_at(at)
-        rows = [(key.dag_id, user_id, message_id, message_id.rsplit("-", 1)[-1], stamp,
+        rows = [(scope, user_id, message_id, message_id.rsplit("-", 1)[-1], stamp,
                  key.run_id, entry.shard, entry.batch_no)
-                for user_id, message_id in dict(accepted).items()]
+                for scope, pairs in ((key.dag_id, accepted),
+                                     (group_scope(key.dag_id), accepted_groups))
+                for user_id, message_id in dict(pairs).items()]
         with self._writing() as db:
             if db.execute(batches.update().where(match).values(**values)).rowcount == 0:
                 db.execute(batches.insert().values(dag_id=key.dag_id, run_id=key.run_id, **values))
@@ -258,11 +270,15 @@ class AuditStore:
                                                        for row in rows])
 
     def fold_user_state(self, dag_id: str) -> int:
-        """Move the DAG's accepted users from the delta into ``sync_user_state`` in one
-        transaction, sorted by user (a user's latest acceptance wins); returns how many rows
-        moved. A load calls it when its shard ends and before it plans one (a load that
-        failed leaves its accepted batches in the delta, where ``accepted_message_ids``
+        """Move the DAG's accepted users (and group calls) from the delta into
+        ``sync_user_state``, sorted by user (a user's latest acceptance wins); returns how
+        many rows moved. A load calls it when its shard ends and before it plans one (a load
+        that failed leaves its accepted batches in the delta, where ``accepted_message_ids``
         still finds them)."""
+        return self._fold(dag_id) + self._fold(group_scope(dag_id))
+
+    def _fold(self, dag_id: str) -> int:
+        """``fold_user_state`` of one scope, in one transaction."""
         with self._writing() as db:
             top = db.scalar(sa.select(sa.func.max(user_state_delta.c.seq))
                             .where(user_state_delta.c.dag_id == dag_id))
@@ -304,8 +320,12 @@ class AuditStore:
         with self._writing() as db:
             db.execute(batches.delete().where(key.where(batches), batches.c.shard == shard))
 
-    def accepted_message_ids(self, dag_id: str, user_ids: list[str]) -> dict[str, str]:
-        """userId -> messageId of the last identify Segment accepted, for those it has."""
+    def accepted_message_ids(self, dag_id: str, user_ids: list[str],
+                             group: bool = False) -> dict[str, str]:
+        """userId -> messageId of the last identify (``group``: group call) Segment accepted,
+        for those it has."""
+        if group:
+            dag_id = group_scope(dag_id)
         # One expanding parameter for the ids: building the IN list one bound value at a time
         # cost more than the query itself (bench/). Sorted, the lookups walk the index in order.
         found: dict[str, str] = {}
@@ -485,17 +505,19 @@ def _reason(exc: SQLAlchemyError) -> str:
 
 
 def check_accounting(*, considered: int, sent: int, would_send: int, unchanged: int,
-                     rejected: int, dry_run: bool) -> None:
-    """``considered = sent + unchanged + rejected`` (dry run: ``would send`` for ``sent``)."""
+                     rejected: int, dry_run: bool, what: str = "") -> None:
+    """``considered = sent + unchanged + rejected`` (dry run: ``would send`` for ``sent``);
+    ``what`` names what is counted when it is not the users (group calls)."""
     delivered = would_send if dry_run else sent
     other = sent if dry_run else would_send
     name = "would_send" if dry_run else "sent"
+    of = f" of {what}" if what else ""
     if other:
         raise AccountingError(
-            f"accounting: a {'dry' if dry_run else 'real'} run must not count "
+            f"accounting{of}: a {'dry' if dry_run else 'real'} run must not count "
             f"{'sent' if dry_run else 'would_send'} messages, found {other}")
     if considered != delivered + unchanged + rejected:
         raise AccountingError(
-            f"accounting does not add up: considered {considered} != {name} {delivered} + "
+            f"accounting{of} does not add up: considered {considered} != {name} {delivered} + "
             f"unchanged {unchanged} + rejected {rejected} "
             f"({considered - delivered - unchanged - rejected:+d} unaccounted)")
