@@ -15,6 +15,7 @@ from moesif_segment_sync.errors import (
     SyncError,
 )
 from moesif_segment_sync.pipeline import plan, staging, transform
+from moesif_segment_sync.pipeline.mapping import trait_mask, trait_names
 from moesif_segment_sync.settings import Endpoint, load_settings
 from moesif_segment_sync.store import history
 from moesif_segment_sync.store.audit import AuditStore, BatchEntry, RunKey
@@ -164,7 +165,10 @@ def test_the_transform_stages_each_messages_head_line_for_line(tmp_path, servers
     for shard in range(len(shards)):
         messages = [orjson.loads(line) for line in stage.lines(staging.messages_file(shard))]
         heads = [orjson.loads(line) for line in stage.lines(staging.heads_file(shard))]
-        assert heads == [[m["userId"], m["messageId"]] for m in messages]
+        assert heads == [[m["userId"], m["messageId"], trait_mask(m["traits"])]
+                         for m in messages]
+        assert all(trait_names(head[2]) == list(m["traits"])  # traits go in TRAIT_ORDER
+                   for head, m in zip(heads, messages, strict=True))
 
 
 def test_the_load_skips_unchanged_lines_of_the_staged_messages_without_copying_them(
@@ -183,7 +187,7 @@ def test_the_load_skips_unchanged_lines_of_the_staged_messages_without_copying_t
     sync.audit(run, summaries["extract_users"], summaries["extract_companies"],
                summaries["shards"], loads)
 
-    expected = [message_id for number, (_, message_id) in enumerate(heads) if number % 3]
+    expected = [head[1] for number, head in enumerate(heads) if number % 3]
     assert (loads[0].unchanged, loads[0].sent) == (len(heads[::3]), len(expected))
     assert list(segment.delivered) == expected
     assert stage.read_json(staging.plan_file(0))["unchanged_lines"] == [

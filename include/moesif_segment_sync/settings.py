@@ -7,11 +7,18 @@ set-up; a bad value fails fast with the variable's name in the message.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BeforeValidator,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .errors import ConfigError
@@ -23,6 +30,18 @@ ENV_PREFIX = "MOESIF_SEGMENT_"
 SEGMENT_MAX_MESSAGE_BYTES = 32 * 1024
 SEGMENT_MAX_REQUEST_BYTES = 500 * 1000
 SEGMENT_MAX_BATCH_MESSAGES = 2500
+
+
+def _seconds(value: object) -> object:
+    """A duration given in seconds (``600``) as a number: pydantic reads a string of digits
+    as an ISO 8601 duration and refuses it."""
+    if isinstance(value, str) and re.fullmatch(r"\s*\d+(\.\d+)?\s*", value):
+        return float(value)
+    return value
+
+
+# An ISO 8601 duration (PT10M, P31D) or a number of seconds.
+Duration = Annotated[timedelta, BeforeValidator(_seconds)]
 
 
 class SyncSettings(BaseSettings):
@@ -38,10 +57,10 @@ class SyncSettings(BaseSettings):
         "", description="URI of an upstream Airflow Asset: when set, the DAG runs after each "
         "of its events instead of on the clock (each run syncs the last complete schedule "
         "interval)")
-    max_window: timedelta = Field(
+    max_window: Duration = Field(
         timedelta(days=31), gt=timedelta(0), description="longest window a run may sync "
         "without the allow_long_window param (ISO 8601 duration like P31D, or seconds)")
-    lookback: timedelta = Field(
+    lookback: Duration = Field(
         timedelta(minutes=10), ge=timedelta(0), description="how far each run also reads back "
         "into the previous window, for records Moesif indexed after that window's run "
         "(ISO 8601 duration like PT10M, or seconds; 0 = none)")
@@ -78,6 +97,14 @@ class SyncSettings(BaseSettings):
     max_refused_splits: int = Field(
         100, ge=0, description="requests a load task may spend splitting batches that Segment "
         "refuses as invalid (400, 413) to find the refused messages; 0 = never split, fail")
+    removed_traits: Literal["keep", "null"] = Field(
+        "keep", description="a top-level trait the user's last accepted identify had and the "
+        "new one lacks: 'keep' leaves it out (Segment keeps the old value), 'null' sends it as "
+        "null (Segment and most destinations clear it)")
+    content_retention: Duration = Field(
+        timedelta(days=30), ge=timedelta(0), description="how long the user state keeps each "
+        "accepted identify (compressed) for the dry run's diff preview (ISO 8601 duration "
+        "like P30D, or seconds; 0 = keep none)")
     group_calls: bool = Field(
         False, description="also send one Segment group call per user with a company, "
         "with the company's traits (for B2B destinations: CRMs, account-based tools)")
@@ -115,10 +142,10 @@ class SyncSettings(BaseSettings):
         True, description="show rejects' raw Moesif records on the history pages")
     owner: str = Field("data-engineering", min_length=1, description="the DAG's owner in "
                        "Airflow's UI")
-    task_timeout: timedelta = Field(
+    task_timeout: Duration = Field(
         timedelta(hours=2), gt=timedelta(0), description="execution_timeout of the extract, "
         "transform and audit tasks (ISO 8601 duration like PT2H, or seconds)")
-    run_timeout: timedelta = Field(
+    run_timeout: Duration = Field(
         timedelta(hours=24), gt=timedelta(0), description="the DAG's dagrun_timeout: a run "
         "still going after it fails (ISO 8601 duration like PT24H, or seconds)")
 

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, field_serializer
 
 from .codec import format_utc
+from .pipeline.diff import summed as diff_summed
 
 # A moment in UTC, written as everywhere else in the project: 2026-11-25T01:00:00.000Z.
 UtcTime = Annotated[datetime, PlainSerializer(format_utc, when_used="json")]
@@ -89,6 +90,8 @@ class Loaded(StageSummary):
     group_refused: int = 0
     group_would_send: int = 0
     group_unchanged: int = 0
+    traits_nulled: int = 0  # messages sent with removed traits as null
+    diff: dict[str, Any] = {}  # a dry run's diff preview, summed (pipeline.diff)
 
     @classmethod
     def summed(cls, loads: list[Loaded]) -> Loaded:
@@ -96,10 +99,11 @@ class Loaded(StageSummary):
         counts = {name: sum(getattr(load, name) for load in loads) for name in (
             "batches", "sent", "refused", "would_send", "unchanged", "planned",
             "resumed_batches", "attempts", "bytes", "group_sent", "group_refused",
-            "group_would_send", "group_unchanged")}
+            "group_would_send", "group_unchanged", "traits_nulled")}
         starts = [load.started_at for load in loads if load.started_at is not None]
         return cls(**counts, shards=len(loads), seconds=max(load.seconds for load in loads),
-                   started_at=min(starts, default=None))
+                   started_at=min(starts, default=None),
+                   diff=diff_summed([load.diff for load in loads]))
 
 
 class RunCounts(BaseModel):
@@ -127,6 +131,10 @@ class RunCounts(BaseModel):
     # Group calls (MOESIF_SEGMENT_GROUP_CALLS): built, sent, would_send, unchanged, refused;
     # empty when the run made none.
     groups: dict[str, int] = Field(default_factory=dict)
+    # Users whose message carried removed traits as null (MOESIF_SEGMENT_REMOVED_TRAITS).
+    traits_nulled: int = 0
+    # A dry run's diff preview: users by status, trait changes by how many users they concern.
+    diff: dict[str, Any] = Field(default_factory=dict)
     send_attempts: int
     bytes: int
 

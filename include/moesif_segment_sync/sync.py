@@ -189,6 +189,7 @@ def load(run: Run, segment: Endpoint | None, shard: Shard | dict) -> Loaded:
         store.close()
     return Loaded(**asdict(totals), shard=shard.shard, unchanged=shard_plan.unchanged,
                   planned=shard_plan.to_send, group_unchanged=shard_plan.groups_unchanged,
+                  traits_nulled=len(shard_plan.null_traits),
                   seconds=round(time.monotonic() - started, 3))
 
 
@@ -250,8 +251,8 @@ def _found_late(run: Run, shards: int) -> int:
     for shard in range(shards) if earlier else ():
         shard_plan = plan.read(stage, shard)
         if shard_plan is not None:
-            found += sum(user_id in earlier and not is_group(message_id)
-                         for user_id, message_id in map(orjson.loads, shard_plan.selected(
+            found += sum(head[0] in earlier and not is_group(head[1])
+                         for head in map(orjson.loads, shard_plan.selected(
                              plan.heads(stage, shard))))
     return found
 
@@ -280,6 +281,7 @@ def _record(run: Run, users: ExtractedUsers, companies: ExtractedCompanies, buil
             resumed_batches=loaded.resumed_batches, send_attempts=loaded.attempts,
             bytes=loaded.bytes, users_in_lookback=users.users_in_lookback,
             users_found_late=found_late, groups=_groups(built, loaded),
+            traits_nulled=loaded.traits_nulled, diff=loaded.diff,
             privacy={"hash_fields": run.settings.hash_fields,
                      "trait_allow": run.settings.trait_allow,
                      "trait_deny": run.settings.trait_deny}),
@@ -297,7 +299,11 @@ def _record(run: Run, users: ExtractedUsers, companies: ExtractedCompanies, buil
                  if loaded.refused else []),
                *([f"Segment refused {loaded.group_refused:,} group call(s) one by one; they "
                   "are rejects of entity group, kind segment_refused"]
-                 if loaded.group_refused else [])])
+                 if loaded.group_refused else []),
+               *([f"{loaded.traits_nulled:,} user(s) lost top-level traits since Segment last "
+                  "accepted them: " + ("they would be sent" if run.params.dry_run else "sent")
+                  + " as null (MOESIF_SEGMENT_REMOVED_TRAITS=null)"]
+                 if loaded.traits_nulled else [])])
 
 
 def _groups(built: Built, loaded: Loaded) -> dict[str, int]:
@@ -340,6 +346,10 @@ def _persist(run: Run, record: RunRecord) -> dict:
                    if (entry.error or "").startswith(staging.REFUSED_NOTE)]
         stored_rejects = store.replace_rejects(run.key, _reject_rows(stage, refused))
         store.record_run(run.key, **record.model_dump())
+        purged = store.purge_content(run.dag_id, now() - run.settings.content_retention)
+        if purged:
+            log.info("forgot the kept content of %d message(s) accepted more than %s ago "
+                     "(MOESIF_SEGMENT_CONTENT_RETENTION)", purged, run.settings.content_retention)
     finally:
         store.close()
     report = {"dag_id": run.dag_id, "run_id": run.run_id, **record.model_dump(mode="json"),

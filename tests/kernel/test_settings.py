@@ -48,3 +48,19 @@ def test_the_dag_carries_owner_timeouts_and_run_level_callbacks(monkeypatch):
     # One alert per run: the callbacks sit on the DAG, none on its tasks.
     assert dag.on_failure_callback is not None and dag.on_success_callback is not None
     assert all(not task.on_failure_callback for task in dag.tasks)
+
+
+@pytest.mark.parametrize(("given", "expected"), [
+    ("PT10M", timedelta(minutes=10)), ("600", timedelta(minutes=10)), ("0", timedelta(0)),
+    ("90.5", timedelta(seconds=90.5)), ("P30D", timedelta(days=30))])
+def test_durations_are_iso_8601_or_seconds(monkeypatch, given, expected):
+    for name in ("LOOKBACK", "CONTENT_RETENTION"):
+        monkeypatch.setenv(f"MOESIF_SEGMENT_{name}", given)
+    settings = load_settings()
+    assert (settings.lookback, settings.content_retention) == (expected, expected)
+
+
+def test_a_negative_or_unreadable_duration_names_its_setting(monkeypatch):
+    monkeypatch.setenv("MOESIF_SEGMENT_CONTENT_RETENTION", "-5")
+    with pytest.raises(ConfigError, match="MOESIF_SEGMENT_CONTENT_RETENTION"):
+        load_settings()

@@ -29,8 +29,8 @@ def test_unchanged_messages_are_kept_as_ranges_of_line_numbers():
     accepted = {"u1": "m1-a", "u2": "m2-a", "u4": "m4-old", "u5": "m5-a", "u7": "m7-a"}
     heads = [head(number) for number in range(1, 8)]
 
-    made = plan.make(heads, lambda users, group: {u: accepted[u] for u in users if u in accepted},
-                     **TRANSFORM)
+    made = plan.make(heads, lambda users, group: {u: (accepted[u], None) for u in users
+                                                  if u in accepted}, **TRANSFORM)
 
     assert made.unchanged_lines == [[1, 2], [5, 5], [7, 7]]
     assert (made.to_send, made.unchanged) == (3, 4)
@@ -49,7 +49,7 @@ def test_group_calls_are_planned_after_the_identifies_against_their_own_state():
 
     def accepted(users, group_calls):
         asked.append((users, group_calls))
-        return {u: state[group_calls][u] for u in users if u in state[group_calls]}
+        return {u: (state[group_calls][u], None) for u in users if u in state[group_calls]}
 
     made = plan.make(heads, accepted, **TRANSFORM)
 
@@ -67,13 +67,14 @@ def test_force_skips_nothing_and_asks_the_store_nothing():
 
 
 def test_the_plan_round_trips_as_readable_json(stage):
-    made = plan.make([head(1), head(2)], lambda users, group: {"u2": "m2-a"}, **TRANSFORM)
+    made = plan.make([head(1), head(2)], lambda users, group: {"u2": ("m2-a", None)}, **TRANSFORM)
 
     plan.write(stage, 0, made)
 
     assert stage.read_json(staging.plan_file(0)) == {
         "transform_id": "t-1", "force": False, "dry_run": False, "to_send": 1, "unchanged": 1,
-        "unchanged_lines": [[2, 2]], "groups_to_send": 0, "groups_unchanged": 0}
+        "unchanged_lines": [[2, 2]], "groups_to_send": 0, "groups_unchanged": 0,
+        "null_traits": []}
     assert plan.read(stage, 0) == made
     assert made.matches("t-1", force=False, dry_run=False)
     assert not made.matches("t-2", force=False, dry_run=False)
@@ -93,3 +94,23 @@ def test_heads_come_from_the_heads_file_or_from_messages_staged_without_one(stag
     with stage.writer(staging.heads_file(0)) as out:
         out.write_line(head(1, "from-file"))
     assert list(plan.heads(stage, 0)) == [head(1, "from-file")]
+
+
+def test_removed_traits_are_marked_for_null_only_when_asked():
+    """A message to send whose user's last accepted one had traits this one lacks gets those
+    traits (as a mask) on its line; unchanged, new or unmasked users get none."""
+    heads = [orjson.dumps(["u1", "m1-b", 0b0011]), orjson.dumps(["u2", "m2-a", 0b0111]),
+             orjson.dumps(["u3", "m3-a", 0b0001]), orjson.dumps(["u4", "m4-b", 0b0001])]
+    state = {"u1": ("m1-a", 0b1011), "u2": ("m2-a", 0b1111), "u4": ("m4-a", None)}
+
+    def accepted(users, group):
+        return {u: state[u] for u in users if u in state}
+
+    nulled = plan.make(heads, accepted, **TRANSFORM, null_removed=True)
+    kept = plan.make(heads, accepted, **TRANSFORM)
+
+    assert nulled.null_traits == [[1, 0b1000]]  # u2 is unchanged, u3 new, u4 has no mask
+    assert kept.null_traits == []
+    lines = [b'{"type":"identify","traits":{"id":"u1"}}', b"{}", b"{}", b"{}"]
+    assert next(plan.with_nulls(lines, nulled.null_traits)) == (
+        b'{"type":"identify","traits":{"id":"u1","firstSeenTime":null}}')

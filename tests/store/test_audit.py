@@ -180,7 +180,31 @@ def test_an_older_store_gains_the_history_indexes(audit_url):
         versions = db.execute(sa.select(schema_version.c.version)
                               .order_by(schema_version.c.version)).scalars().all()
     assert {"ix_sync_runs_started", "ix_sync_runs_window"} <= indexes
-    assert versions == [2, 3] == [2, SCHEMA_VERSION]
+    assert versions == [2, 3, 4] == [2, 3, SCHEMA_VERSION]
+
+
+def test_a_version_3_store_gains_the_trait_mask_and_content_and_keeps_its_state(audit_url):
+    store = AuditStore(audit_url)
+    store.record_batch(KEY, BatchEntry(0, 1, "sent", 2, 9, 1),
+                       accepted=[("u1", "m-1-a"), ("u2", "m-2-a")])
+    store.fold_user_state(KEY.dag_id)
+    with store.engine.begin() as db:
+        for table in ("sync_user_state", "sync_user_state_delta"):
+            for column in ("traits_mask", "content"):
+                db.execute(sa.text(f"ALTER TABLE {table} DROP COLUMN {column}"))
+        db.execute(schema_version.insert().values(version=3, applied_at=datetime.now(UTC)))
+        db.execute(schema_version.delete().where(schema_version.c.version == 4))
+    store.close()
+
+    store = AuditStore(audit_url)
+    heads = store.accepted_heads(KEY.dag_id, ["u1", "u2", "u3"])
+    store.record_batch(KEY, BatchEntry(0, 2, "sent", 1, 9, 1),
+                       accepted=[("u2", "m-2-b", 5, b"kept")])
+    store.fold_user_state(KEY.dag_id)
+    content = store.accepted_content(KEY.dag_id, ["u1", "u2"])
+    store.close()
+    assert heads == {"u1": ("m-1-a", None), "u2": ("m-2-a", None)}
+    assert {user: kept for user, (_, kept) in content.items()} == {"u1": None, "u2": b"kept"}
 
 
 def test_accepted_at_reads_back_as_the_batch_time_after_a_fold(audit_url):

@@ -37,7 +37,7 @@ from fastapi.responses import HTMLResponse, StreamingResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from pydantic import BeforeValidator
 
-from ..pipeline import Staging, plan
+from ..pipeline import Staging, diff, plan
 from ..settings import SyncSettings, load_settings
 from ..store import history
 from ..store.audit import AuditStore, RunKey
@@ -149,18 +149,25 @@ def run_rejects(run_id: str, audit: Store, dag_id: PersonalDataDag,
     return history.list_rejects(audit, RunKey(dag_id, run_id), limit=limit, offset=offset)
 
 
-@app.get("/runs/{run_id}/export/{what}.{fmt}", summary="Download rejects or sent messages")
-def export(run_id: str, what: Literal["rejects", "messages"], fmt: Literal["csv", "jsonl"],
-           audit: Store, dag_id: PersonalDataDag) -> StreamingResponse:
+@app.get("/runs/{run_id}/export/{what}.{fmt}",
+         summary="Download rejects, sent messages or a dry run's diff preview")
+def export(run_id: str, what: Literal["rejects", "messages", "diff"],
+           fmt: Literal["csv", "jsonl"], audit: Store,
+           dag_id: PersonalDataDag) -> StreamingResponse:
     detail = _detail(audit, run_id, dag_id)
     if what == "rejects":
         rows = history.iter_rejects(audit, RunKey(dag_id, run_id))
         columns = history.REJECT_COLUMNS
     else:
         root = airflow_context.staging_root(load_settings().staging_root)
-        rows = plan.sent_messages(Staging(root, detail.dag_id, detail.run_id),
-                                  detail.counts.get("shards", 1))
-        columns = history.MESSAGE_COLUMNS
+        stage = Staging(root, detail.dag_id, detail.run_id)
+        shards = detail.counts.get("shards", 1)
+        if what == "diff":
+            rows = diff.staged(stage, shards)
+            columns = history.DIFF_COLUMNS
+        else:
+            rows = plan.sent_messages(stage, shards)
+            columns = history.MESSAGE_COLUMNS
     body = history.to_csv(rows, columns) if fmt == "csv" else history.to_jsonl(rows)
     return StreamingResponse(body, media_type="text/csv" if fmt == "csv" else
                              "application/x-ndjson",

@@ -9,11 +9,14 @@ packs, records the batches as ``dry_run`` and sends nothing.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
 
 import orjson
 
@@ -22,7 +25,7 @@ from ..progress import Progress
 from ..segment import ENVELOPE_BYTES, Batch, RateLimiter, SegmentSender, pack
 from ..settings import SyncSettings
 from ..store import AuditStore, BatchEntry, RunKey
-from . import plan, staging
+from . import diff, plan, staging
 from .mapping import is_group
 from .staging import Staging
 
@@ -60,6 +63,7 @@ class Totals:
     resumed_batches: int = 0
     attempts: int = 0
     bytes: int = 0
+    diff: dict[str, Any] = field(default_factory=dict)  # a dry run's diff.Preview.summary
 
     def add(self, ids: list[tuple[str, str]], outcome: str) -> None:
         """Count the messages ``ids`` as ``outcome`` (sent, refused or would_send)."""
@@ -68,10 +72,21 @@ class Totals:
         setattr(self, f"group_{outcome}", getattr(self, f"group_{outcome}") + groups)
 
 
-def accepted_pairs(ids: list[tuple[str, str]]) -> tuple[list, list]:
-    """``ids`` as ``record_batch`` takes them: identify messages, then group calls."""
-    return ([pair for pair in ids if not is_group(pair[1])],
-            [pair for pair in ids if is_group(pair[1])])
+def accepted(batch: Batch, positions: Iterable[int] | None = None, *,
+             keep_content: bool) -> tuple[list, list]:
+    """The messages of ``batch`` at ``positions`` (all by default) as ``record_batch`` takes
+    them: identify messages with their trait mask and, when ``keep_content``, their packed
+    bytes (``diff.pack``); then group calls."""
+    heads = batch.parsed_heads()
+    identifies, groups = [], []
+    for position in range(batch.count) if positions is None else positions:
+        head = heads[position]
+        if is_group(head[1]):
+            groups.append((head[0], head[1]))
+        else:
+            identifies.append((head[0], head[1], head[2] if len(head) > 2 else None,
+                               diff.pack(batch.messages[position]) if keep_content else None))
+    return identifies, groups
 
 
 def load_shard(job: ShardLoad, store: AuditStore, sender: SegmentSender | None
@@ -87,7 +102,12 @@ def load_shard(job: ShardLoad, store: AuditStore, sender: SegmentSender | None
     progress = Progress(log, f"load shard {job.shard}", "messages",
                         total=shard_plan.to_send + shard_plan.groups_to_send,
                         every=job.settings.progress_seconds)
-    with _OneInFlight(job, store, sender, totals, progress) as flight:
+    # A dry run writes its diff preview; a real run sends.
+    diff_file = (job.stage.writer(staging.diff_file(job.shard)) if sender is None
+                 else contextlib.nullcontext())
+    with _OneInFlight(job, store, sender, totals, progress) as flight, diff_file as diff_out:
+        preview = None if diff_out is None else diff.Preview(
+            diff_out, functools.partial(store.accepted_content, job.key.dag_id))
         for batch in _batches(job, shard_plan):
             totals.batches += 1
             totals.bytes += batch.body_bytes
@@ -95,13 +115,15 @@ def load_shard(job: ShardLoad, store: AuditStore, sender: SegmentSender | None
             if previous is not None and previous.status == "sent":
                 totals.resumed_batches += 1
                 _count_resumed(job, batch, previous, totals)
-            elif sender is None:
+            elif preview is not None:
                 store.record_batch(job.key, _entry(job.shard, batch, "dry_run", attempts=0))
                 totals.add(batch.ids(), "would_send")
+                preview.add(batch)
                 progress.advance(batch.count, f"batch {batch.no} (dry run)")
             else:
                 flight.send(batch)
         flight.finish()
+    totals.diff = preview.summary() if preview is not None else {}
     progress.finish(f"{totals.batches:,} batches")
     folded = store.fold_user_state(job.key.dag_id)
     log.debug("shard %d: %d accepted users folded into the user state", job.shard, folded)
@@ -116,13 +138,16 @@ def _plan(job: ShardLoad, store: AuditStore) -> plan.Plan:
                  job.shard, previous.to_send, previous.unchanged)
         return previous
     store.clear_ledger(job.key, job.shard)  # batches of an older plan do not apply to this one
-    accepted = None if job.force else functools.partial(store.accepted_message_ids,
-                                                        job.key.dag_id)
+    null_removed = job.settings.removed_traits == "null"
+    accepted = None if job.force and not null_removed else functools.partial(
+        store.accepted_heads, job.key.dag_id)
     made = plan.make(plan.heads(job.stage, job.shard), accepted, transform_id=job.transform_id,
-                     force=job.force, dry_run=job.dry_run)
+                     force=job.force, dry_run=job.dry_run, null_removed=null_removed)
     plan.write(job.stage, job.shard, made)
-    log.info("load plan of shard %d: %d to send, %d unchanged since Segment accepted them%s%s",
+    log.info("load plan of shard %d: %d to send, %d unchanged since Segment accepted them%s%s%s",
              job.shard, made.to_send, made.unchanged,
+             f"; {len(made.null_traits)} with removed traits sent as null"
+             if made.null_traits else "",
              f"; group calls: {made.groups_to_send} to send, {made.groups_unchanged} unchanged"
              if made.groups_to_send or made.groups_unchanged else "",
              " (force: nothing skipped)" if job.force else "")
@@ -145,7 +170,8 @@ def _count_resumed(job: ShardLoad, batch: Batch, previous: BatchEntry, totals: T
 def _batches(job: ShardLoad, shard_plan: plan.Plan) -> Iterator[Batch]:
     """The plan's batches, each with its messages' heads: the same plan always gives the same
     batches, so the ledger's batch numbers hold across retries."""
-    return pack(shard_plan.selected(plan.lines(job.stage, job.shard)),
+    return pack(shard_plan.selected(plan.with_nulls(plan.lines(job.stage, job.shard),
+                                                    shard_plan.null_traits)),
                 heads=shard_plan.selected(plan.heads(job.stage, job.shard)),
                 max_bytes=job.settings.max_batch_bytes,
                 max_messages=job.settings.max_batch_messages)
@@ -221,14 +247,17 @@ class _OneInFlight:
             self._job.shard, batch, "failed", self._sender.attempts, str(exc)))
 
     def _record_sent(self, batch: Batch, attempts: int) -> None:
-        ids = batch.ids()
         self._store.record_batch(self._job.key, _entry(self._job.shard, batch, "sent", attempts),
-                                 *accepted_pairs(ids))
-        self._totals.add(ids, "sent")
+                                 *accepted(batch, keep_content=_keeps_content(self._job)))
+        self._totals.add(batch.ids(), "sent")
         self._totals.attempts += attempts
         log.debug("shard %d batch %d: %d messages, %d bytes, sent in %d attempt(s)",
                   self._job.shard, batch.no, batch.count, batch.body_bytes, attempts)
         self._progress.advance(batch.count, f"batch {batch.no}")
+
+
+def _keeps_content(job: ShardLoad) -> bool:
+    return job.settings.content_retention > timedelta(0)
 
 
 def _entry(shard: int, batch: Batch, status: str, attempts: int,
@@ -330,8 +359,8 @@ class _Isolation:
         note = f"{staging.REFUSED_NOTE}{len(refused)} of {batch.count} messages"
         entry = BatchEntry(self._job.shard, batch.no, "sent", len(delivered),
                            batch.body_bytes, requests, *batch.edge_message_ids(), note)
-        self._store.record_batch(self._job.key, entry,
-                                 *accepted_pairs([ids[position] for position in delivered]))
+        self._store.record_batch(self._job.key, entry, *accepted(
+            batch, delivered, keep_content=_keeps_content(self._job)))
         self._totals.add([ids[position] for position in delivered], "sent")
         self._totals.add([ids[position] for position, _ in refused], "refused")
         self._totals.attempts += requests

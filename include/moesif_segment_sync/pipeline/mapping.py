@@ -30,6 +30,13 @@ MESSAGE_ID_PREFIX = "moesif-segment-sync-"
 # A group call's messageId: its own prefix, so a message's kind shows in its id (``is_group``).
 GROUP_MESSAGE_ID_PREFIX = MESSAGE_ID_PREFIX + "group-"
 MAX_TRAITS = 300
+# Every top-level trait an identify can carry, in the order of trait-mapping.md. The user
+# state keeps which of them a user's last message had as bits in this order (``trait_mask``),
+# so a name may be added at the end but never moved or removed.
+TRAIT_ORDER = ("id", "createdAt", "modifiedTime", "firstSeenTime", "lastSeenTime", "name",
+               "email", "username", "company", "campaign", "clearbit", "last24HourAggResults",
+               "metadata", "userAgent")
+_TRAIT_BIT = {name: 1 << position for position, name in enumerate(TRAIT_ORDER)}
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -94,10 +101,28 @@ class Message:
 
 @dataclass(frozen=True, slots=True)
 class Identify(Message):
-    """A built identify message, and the ``group`` call of its user's company when asked
-    for (``identify(group_calls=True)`` on a message with ``traits.company``)."""
+    """A built identify message, the top-level traits it has (``trait_mask``), and the
+    ``group`` call of its user's company when asked for (``identify(group_calls=True)`` on a
+    message with ``traits.company``)."""
 
+    trait_mask: int = 0
     group: Message | None = None
+
+
+def trait_mask(traits: dict) -> int:
+    """Which of ``TRAIT_ORDER`` ``traits`` has, as bits."""
+    return sum(_TRAIT_BIT[name] for name in traits)
+
+
+def trait_names(mask: int) -> list[str]:
+    """The traits of ``mask``, in ``TRAIT_ORDER``."""
+    return [name for name in TRAIT_ORDER if mask & _TRAIT_BIT[name]]
+
+
+def with_null_traits(body: bytes, names: list[str]) -> bytes:
+    """An identify's bytes with ``"<name>":null`` added at the end of its traits, which are
+    the message's last key (``identify`` writes them last): the rest stays byte for byte."""
+    return body[:-2] + b"".join(b',"' + name.encode() + b'":null' for name in names) + b"}}"
 
 
 def is_group(message_id: str) -> bool:
@@ -271,7 +296,7 @@ def identify(record: object, company: dict | None, *, default_timestamp: str,
                            strict_json=strict_json)
         if isinstance(group_call, Rejected):
             return group_call
-    return Identify(user_id, message_id, body, group_call)
+    return Identify(user_id, message_id, body, trait_mask(traits), group_call)
 
 
 def group(user_id: str, company: dict, *, default_timestamp: str,

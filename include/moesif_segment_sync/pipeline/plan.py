@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from itertools import chain
 from typing import TypeVar
 
@@ -31,7 +31,7 @@ import orjson
 from .. import codec
 from ..chunking import chunks
 from . import staging
-from .mapping import is_group
+from .mapping import is_group, trait_names, with_null_traits
 from .staging import Staging
 
 T = TypeVar("T")
@@ -53,6 +53,9 @@ class Plan:
     unchanged_lines: list[list[int]]
     groups_to_send: int = 0
     groups_unchanged: int = 0
+    # [line, trait mask]: identify messages to send with the traits of the mask added as
+    # null (MOESIF_SEGMENT_REMOVED_TRAITS=null): those the user's last accepted one had.
+    null_traits: list[list[int]] = field(default_factory=list)
 
     def selected(self, lines: Iterable[T]) -> Iterator[T]:
         """The items of ``lines`` (one per staged message, in order) that are to be sent."""
@@ -71,35 +74,55 @@ class Plan:
         return (self.transform_id, self.force, self.dry_run) == (transform_id, force, dry_run)
 
 
-def make(heads: Iterable[bytes], accepted: Callable[[list[str], bool], dict[str, str]] | None,
-         *, transform_id: str, force: bool, dry_run: bool) -> Plan:
+Accepted = Callable[[list[str], bool], dict[str, tuple[str, int | None]]]
+
+
+def make(heads: Iterable[bytes], accepted: Accepted | None, *, transform_id: str, force: bool,
+         dry_run: bool, null_removed: bool = False) -> Plan:
     """The plan for a shard whose messages' ``heads`` these are. ``accepted(user_ids,
-    group)`` maps user ids to the messageId Segment last accepted for each one's identify
-    (``group`` False) or group call (True), for those it has; ``None`` skips nothing."""
+    group)`` maps user ids to the (messageId, trait mask) Segment last accepted for each
+    one's identify (``group`` False) or group call (True), for those it has; ``None`` skips
+    nothing. ``force`` sends what is unchanged too. ``null_removed`` marks the identify
+    messages that lack top-level traits the user's last accepted one had (``null_traits``)."""
     ranges: list[list[int]] = []
+    nulls: list[list[int]] = []
     number = groups = groups_unchanged = 0
     for chunk in chunks(heads, _CHUNK):
         start = number
         number += len(chunk)
-        pairs = orjson.loads(b"[" + b",".join(chunk) + b"]")  # one parse per chunk
-        kinds = [is_group(message_id) for _, message_id in pairs]
+        parsed = orjson.loads(b"[" + b",".join(chunk) + b"]")  # one parse per chunk
+        kinds = [is_group(head[1]) for head in parsed]
         groups += sum(kinds)
         if accepted is None:
             continue
-        have = [accepted([user_id for (user_id, _), kind in zip(pairs, kinds, strict=True)
+        have = [accepted([head[0] for head, kind in zip(parsed, kinds, strict=True)
                           if kind is group], group) if group in kinds else {}
                 for group in (False, True)]
-        for offset, (user_id, message_id), kind in zip(
-                range(start + 1, number + 1), pairs, kinds, strict=True):
-            if have[kind].get(user_id) == message_id:
+        for offset, head, kind in zip(range(start + 1, number + 1), parsed, kinds, strict=True):
+            message_id, mask = have[kind].get(head[0], (None, None))
+            if message_id == head[1] and not force:
                 groups_unchanged += kind
                 if ranges and ranges[-1][1] == offset - 1:
                     ranges[-1][1] = offset
                 else:
                     ranges.append([offset, offset])
+            elif null_removed and mask and len(head) > 2 and mask & ~head[2]:
+                nulls.append([offset, mask & ~head[2]])
     unchanged = sum(last - first + 1 for first, last in ranges) - groups_unchanged
     return Plan(transform_id, force, dry_run, number - groups - unchanged, unchanged, ranges,
-                groups - groups_unchanged, groups_unchanged)
+                groups - groups_unchanged, groups_unchanged, nulls)
+
+
+def with_nulls(lines: Iterable[bytes], null_traits: list[list[int]]) -> Iterator[bytes]:
+    """``lines`` (a shard's, numbered from 1) with the removed traits of ``null_traits`` added
+    as null to the lines it names."""
+    if not null_traits:
+        yield from lines
+        return
+    nulls = dict(map(tuple, null_traits))
+    for number, line in enumerate(lines, start=1):
+        mask = nulls.get(number)
+        yield line if mask is None else with_null_traits(line, trait_names(mask))
 
 
 def read(stage: Staging, shard: int) -> Plan | None:
@@ -151,4 +174,6 @@ def _planned_lines(stage: Staging, shard: int) -> Iterator[bytes]:
     if shard_plan is None and stage.exists(staging.to_send_file(shard)):
         return stage.lines(staging.to_send_file(shard))
     staged = lines(stage, shard)
-    return shard_plan.selected(staged) if shard_plan is not None else staged
+    if shard_plan is None:
+        return staged
+    return shard_plan.selected(with_nulls(staged, shard_plan.null_traits))

@@ -46,8 +46,8 @@ def messages_file(shard: int) -> str:
 
 
 def heads_file(shard: int) -> str:
-    """``[userId, messageId]`` of each message of ``messages_file(shard)``, line for line: the
-    load plans, packs and keeps its ledger from these without parsing a message."""
+    """``[userId, messageId, trait mask]`` of each message of ``messages_file(shard)``, line for
+    line: the load plans, packs and keeps its ledger from these without parsing a message."""
     return f"heads-{shard:05d}.jsonl.gz"
 
 
@@ -68,9 +68,12 @@ def shard_files(shard: int) -> tuple[str, ...]:
             group_heads_file(shard))
 
 
-def head_line(user_id: str, message_id: str) -> bytes:
-    """One line of a heads file."""
-    return orjson.dumps([user_id, message_id])
+def head_line(user_id: str, message_id: str, trait_mask: int | None = None) -> bytes:
+    """One line of a heads file: ``[userId, messageId]``, and for an identify the top-level
+    traits it has (``mapping.trait_mask``)."""
+    if trait_mask is None:
+        return orjson.dumps([user_id, message_id])
+    return orjson.dumps([user_id, message_id, trait_mask])
 
 
 def to_send_file(shard: int) -> str:
@@ -86,6 +89,12 @@ def refused_file(shard: int, batch_no: int) -> str:
 
 # The ledger's error of a batch whose refused messages became rejects (then refused_file).
 REFUSED_NOTE = "refused by Segment, kept as rejects: "
+
+
+def diff_file(shard: int) -> str:
+    """A dry run's diff preview of the shard: per user, the traits it would add, change and
+    remove (``pipeline.diff``)."""
+    return f"diff-{shard:05d}.jsonl.gz"
 
 
 def plan_file(shard: int) -> str:

@@ -85,10 +85,10 @@ def transform(stage: Staging, *, default_timestamp: str, chunk_size: int,
                     considered += len(lines)
                     progress.advance(len(lines), f"{built:,} messages built")
                     routes[route] += len(lines)
-                    for user_id, message_id, line, kind, group in _without_repeats(
+                    for user_id, message_id, mask, line, kind, group in _without_repeats(
                             lines, mapped, scratch, file):
                         if kind is None:
-                            messages.write_line(line, user_id, message_id)
+                            messages.write_line(line, user_id, message_id, mask)
                             built += 1
                             if group is not None:
                                 messages.write_group(group)
@@ -109,23 +109,24 @@ def transform(stage: Staging, *, default_timestamp: str, chunk_size: int,
 
 
 def _without_repeats(lines: list[bytes], mapped: MappedChunk, scratch: Scratch, file: str
-                     ) -> Iterator[tuple[str | None, str | None, bytes, str | None,
+                     ) -> Iterator[tuple[str | None, str | None, int | None, bytes, str | None,
                                          Message | None]]:
-    """A chunk's (user_id, message_id, line, reject kind, group call) in order, where a user
-    built earlier in the run (or earlier in the chunk) is sent once: the repeat becomes a
-    ``duplicate`` reject (without its group call)."""
+    """A chunk's (user_id, message_id, trait mask, line, reject kind, group call) in order,
+    where a user built earlier in the run (or earlier in the chunk) is sent once: the repeat
+    becomes a ``duplicate`` reject (without its group call)."""
     seen = scratch.built_before(user_id for user_id in mapped.user_ids if user_id is not None)
     built_now = []
-    for source, outcome in zip(lines, zip(mapped.user_ids, mapped.message_ids, mapped.lines,
-                                          mapped.kinds, mapped.groups, strict=True),
-                               strict=True):
+    for source, outcome in zip(lines, zip(mapped.user_ids, mapped.message_ids, mapped.masks,
+                                          mapped.lines, mapped.kinds, mapped.groups,
+                                          strict=True), strict=True):
         user_id = outcome[0]
         if user_id is not None:
             if user_id in seen:
                 # Rare: read the line again for the reject's record.
                 record, lenient, _ = next(_joined([source], scratch))
                 duplicate = Rejected(RejectKind.DUPLICATE, _DUPLICATE, user_id)
-                outcome = (None, None, _reject_line("user", duplicate, record, lenient, file),
+                outcome = (None, None, None,
+                           _reject_line("user", duplicate, record, lenient, file),
                            duplicate.kind.value, None)
             else:
                 seen.add(user_id)
@@ -149,11 +150,13 @@ class MapSpec:
 
 class MappedChunk(NamedTuple):
     """A chunk's outcomes in order, as columns (which cross between processes cheaply): a
-    built user has its user_id, message_id, message line, no kind and its group call (or
-    None); a rejected one no ids, its reject line, its reject kind and no group call."""
+    built user has its user_id, message_id, trait mask, message line, no kind and its group
+    call (or None); a rejected one no ids, its reject line, its reject kind and no group
+    call."""
 
     user_ids: list[str | None]
     message_ids: list[str | None]
+    masks: list[int | None]
     lines: list[bytes]
     kinds: list[str | None]
     groups: list[Message | None]
@@ -169,7 +172,7 @@ class ChunkMapper:
 
     def __call__(self, file: str, lines: list[bytes]) -> MappedChunk:
         spec = self._spec
-        mapped = MappedChunk([], [], [], [], [], Counter())
+        mapped = MappedChunk([], [], [], [], [], [], Counter())
         for record, lenient, company in _joined(lines, self._companies):
             outcome = identify(spec.fields.canonical("users", record), company,
                                default_timestamp=spec.default_timestamp,
@@ -178,12 +181,14 @@ class ChunkMapper:
             if isinstance(outcome, Rejected):
                 mapped.user_ids.append(None)
                 mapped.message_ids.append(None)
+                mapped.masks.append(None)
                 mapped.lines.append(_reject_line("user", outcome, record, lenient, file))
                 mapped.kinds.append(outcome.kind.value)
                 mapped.groups.append(None)
             else:
                 mapped.user_ids.append(outcome.user_id)
                 mapped.message_ids.append(outcome.message_id)
+                mapped.masks.append(outcome.trait_mask)
                 mapped.lines.append(outcome.body)
                 mapped.kinds.append(None)
                 mapped.groups.append(outcome.group)
@@ -276,7 +281,8 @@ def _map_in_worker(file: str, lines: list[bytes]) -> MappedChunk:
 class ShardWriter:
     """Writes messages into shard files of at most ``size`` lines; always at least one shard,
     so that the mapped load has a task to run even when there is nothing to send. Beside each
-    shard, its heads file: ``[userId, messageId]`` per message, so the load never parses one;
+    shard, its heads file: ``[userId, messageId, trait mask]`` per message, so the load never
+    parses one;
     and, when there are group calls, the group calls of the shard's users with their heads
     (``staging.groups_file``), opened at the first one."""
 
@@ -303,11 +309,11 @@ class ShardWriter:
                 number += 1
         return False
 
-    def write_line(self, line: bytes, user_id: str, message_id: str) -> None:
+    def write_line(self, line: bytes, user_id: str, message_id: str, trait_mask: int) -> None:
         if self._out.lines >= self._size:
             self._next()
         self._out.write_line(line)
-        self._heads.write_line(staging.head_line(user_id, message_id))
+        self._heads.write_line(staging.head_line(user_id, message_id, trait_mask))
 
     def write_group(self, group: Message) -> None:
         """The group call of the user written last, in the same shard."""

@@ -23,7 +23,8 @@ class Batch:
     no: int
     messages: list[bytes]
     body_bytes: int  # the uncompressed body, sentAt included
-    # The staged ``[userId, messageId]`` of each message (plan.heads), when packed with them.
+    # The staged ``[userId, messageId(, trait mask)]`` of each message (plan.heads), when
+    # packed with them.
     heads: list[bytes] = field(default_factory=list)
 
     @property
@@ -39,8 +40,12 @@ class Batch:
 
     def ids(self) -> list[tuple[str, str]]:
         """(userId, messageId) of each message, in order: one parse of the joined heads."""
-        return [(user_id, message_id) for user_id, message_id
-                in orjson.loads(b"[" + b",".join(self.heads) + b"]")]
+        return [(head[0], head[1]) for head in self.parsed_heads()]
+
+    def parsed_heads(self) -> list[list]:
+        """Each message's head, parsed: ``[userId, messageId]`` and, for an identify staged
+        with it, its trait mask."""
+        return orjson.loads(b"[" + b",".join(self.heads) + b"]")
 
 
 def pack(messages: Iterable[bytes], *, max_bytes: int, max_messages: int,

@@ -20,10 +20,12 @@ from sqlalchemy.exc import SQLAlchemyError
 from ..chunking import chunks
 from ..errors import AccountingError, ConfigError, SyncError
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 # Columns each version added to a store created by an earlier one: {version: [(table, column)]}.
 # (Version 3 also added a table, sync_user_state_delta, which create_all makes.)
-_ADDED = {2: [("sync_runs", "failed_task"), ("sync_runs", "notes")]}
+_ADDED = {2: [("sync_runs", "failed_task"), ("sync_runs", "notes")],
+          4: [(table, column) for table in ("sync_user_state", "sync_user_state_delta")
+              for column in ("traits_mask", "content")]}
 # Indexes each version added: {version: [index name]}.
 _INDEXED = {3: ["ix_sync_runs_started", "ix_sync_runs_window"]}
 
@@ -116,7 +118,10 @@ rejects = sa.Table(
 
 def _accepted_columns(*, keyed: bool) -> list[sa.Column]:
     """A user's accepted identify, as the state and its delta both hold it (``keyed``: the
-    DAG and the user are the primary key)."""
+    DAG and the user are the primary key): its messageId, which top-level traits it had
+    (``mapping.trait_mask``; for ``MOESIF_SEGMENT_REMOVED_TRAITS``) and, for the diff
+    preview, the message itself compressed (``pipeline.diff.pack``) unless
+    ``MOESIF_SEGMENT_CONTENT_RETENTION`` is 0 or has passed (then NULL)."""
     return [
         sa.Column("dag_id", sa.String(250), primary_key=keyed, nullable=False),
         sa.Column("user_id", sa.Text, primary_key=keyed, nullable=False),
@@ -126,6 +131,8 @@ def _accepted_columns(*, keyed: bool) -> list[sa.Column]:
         sa.Column("run_id", sa.String(250), nullable=False),
         sa.Column("shard", sa.Integer, nullable=False),
         sa.Column("batch_no", sa.Integer, nullable=False),
+        sa.Column("traits_mask", sa.BigInteger),
+        sa.Column("content", sa.LargeBinary),
     ]
 
 
@@ -220,6 +227,9 @@ class AuditStore:
         release made."""
         for version in range(found + 1, SCHEMA_VERSION + 1):
             for table_name, column_name in _ADDED.get(version, []):
+                if column_name in {found["name"] for found in
+                                   sa.inspect(db).get_columns(table_name)}:
+                    continue  # a table create_all made just now, with today's columns
                 column = metadata.tables[table_name].c[column_name]
                 kind = column.type.compile(dialect=self.engine.dialect)
                 db.execute(sa.text(f"ALTER TABLE {table_name} ADD COLUMN {column_name} {kind}"))
@@ -245,9 +255,9 @@ class AuditStore:
                      accepted: Iterable[tuple[str, str]] = (),
                      accepted_groups: Iterable[tuple[str, str]] = ()) -> None:
         """The batch's ledger entry and, in the same transaction, the users whose messages
-        Segment ``accepted`` (``(user_id, message_id)`` pairs; their group calls in
-        ``accepted_groups``), appended to the state's delta (``fold_user_state`` moves them
-        into ``sync_user_state``)."""
+        Segment ``accepted`` (``(user_id, message_id)``, or ``(user_id, message_id,
+        trait_mask, content)``; their group calls in ``accepted_groups``), appended to the
+        state's delta (``fold_user_state`` moves them into ``sync_user_state``)."""
         at = now()
         values = {**entry.__dict__, "finished_at": at}
         match = sa.and_(key.where(batches), batches.c.shard == entry.shard,
@@ -256,10 +266,10 @@ class AuditStore:
         # per-row work of a Core executemany was most of the cost of a batch (bench/).
         stamp = self._accepted_at(at)
         rows = [(scope, user_id, message_id, message_id.rsplit("-", 1)[-1], stamp,
-                 key.run_id, entry.shard, entry.batch_no)
-                for scope, pairs in ((key.dag_id, accepted),
+                 key.run_id, entry.shard, entry.batch_no, *(*rest, None, None)[:2])
+                for scope, items in ((key.dag_id, accepted),
                                      (group_scope(key.dag_id), accepted_groups))
-                for user_id, message_id in dict(pairs).items()]
+                for user_id, message_id, *rest in {item[0]: item for item in items}.values()]
         with self._writing() as db:
             if db.execute(batches.update().where(match).values(**values)).rowcount == 0:
                 db.execute(batches.insert().values(dag_id=key.dag_id, run_id=key.run_id, **values))
@@ -324,6 +334,14 @@ class AuditStore:
                              group: bool = False) -> dict[str, str]:
         """userId -> messageId of the last identify (``group``: group call) Segment accepted,
         for those it has."""
+        return {user_id: message_id for user_id, (message_id, _) in self.accepted_heads(
+            dag_id, user_ids, group).items()}
+
+    def accepted_heads(self, dag_id: str, user_ids: list[str],
+                       group: bool = False) -> dict[str, tuple[str, int | None]]:
+        """userId -> (messageId, trait mask) of the last identify (``group``: group call)
+        Segment accepted, for those it has (the mask is None for a message accepted before
+        the state kept it)."""
         if group:
             dag_id = group_scope(dag_id)
         # One expanding parameter for the ids: building the IN list one bound value at a time
@@ -331,15 +349,45 @@ class AuditStore:
         found: dict[str, str] = {}
         with self._reading() as db:
             for chunk in chunks(sorted(user_ids), 500):
-                found.update(db.execute(self._accepted_query, {"dag_id": dag_id,
-                                                               "user_ids": chunk}).all())
+                found.update((user_id, (message_id, mask)) for user_id, message_id, mask in
+                             db.execute(self._accepted_query, {"dag_id": dag_id,
+                                                               "user_ids": chunk}))
             # Accepted but not folded yet (a load that failed, or one beside this one): newer.
             if db.scalar(sa.select(user_state_delta.c.seq)
                          .where(user_state_delta.c.dag_id == dag_id).limit(1)) is not None:
                 for chunk in chunks(user_ids, 500):
-                    found.update(db.execute(self._delta_query, {"dag_id": dag_id,
-                                                                "user_ids": chunk}).all())
+                    found.update((user_id, (message_id, mask)) for user_id, message_id, mask in
+                                 db.execute(self._delta_query, {"dag_id": dag_id,
+                                                                "user_ids": chunk}))
         return found
+
+    def accepted_content(self, dag_id: str,
+                         user_ids: list[str]) -> dict[str, tuple[datetime, bytes | None]]:
+        """userId -> (when Segment accepted it, its kept content or None) of the last
+        identify Segment accepted, for those it has (the delta's newer rows win)."""
+        found: dict[str, tuple[datetime, bytes | None]] = {}
+        with self._reading() as db:
+            for table, order in ((user_state, user_state.c.user_id),
+                                 (user_state_delta, user_state_delta.c.seq)):
+                query = sa.select(table.c.user_id, table.c.accepted_at, table.c.content).where(
+                    table.c.dag_id == dag_id,
+                    table.c.user_id.in_(sa.bindparam("user_ids", expanding=True))
+                ).order_by(order)
+                for chunk in chunks(sorted(user_ids), 500):
+                    found.update((user_id, (_as_utc(at), content)) for user_id, at, content
+                                 in db.execute(query, {"user_ids": chunk}))
+        return found
+
+    def purge_content(self, dag_id: str, before: datetime) -> int:
+        """Forget the kept content of the DAG's messages Segment accepted before ``before``
+        (``MOESIF_SEGMENT_CONTENT_RETENTION``); returns how many were forgotten."""
+        purged = 0
+        with self._writing() as db:
+            for table in (user_state, user_state_delta):
+                purged += db.execute(table.update().where(
+                    table.c.dag_id == dag_id, table.c.accepted_at < before,
+                    table.c.content.is_not(None)).values(content=None)).rowcount
+        return purged
 
     # ---------------------------------------------------------------- runs and rejects
 
@@ -432,8 +480,9 @@ def _sqlite_write_ahead_log(connection: Any, _record: Any) -> None:
 
 
 def _lookup(table: sa.Table, order: sa.ColumnElement) -> sa.Select:
-    """(user_id, message_id) of a DAG's users among ``:user_ids``, in ``order``."""
-    return sa.select(table.c.user_id, table.c.message_id).where(
+    """(user_id, message_id, traits_mask) of a DAG's users among ``:user_ids``, in
+    ``order``."""
+    return sa.select(table.c.user_id, table.c.message_id, table.c.traits_mask).where(
         table.c.dag_id == sa.bindparam("dag_id"),
         table.c.user_id.in_(sa.bindparam("user_ids", expanding=True))).order_by(order)
 
@@ -467,6 +516,11 @@ def _replace_latest(db: sa.Connection, dag_id: str, source: sa.Select) -> None:
             user_state.c.dag_id == dag_id,
             user_state.c.user_id.in_([row["user_id"] for row in chunk])))
         db.execute(user_state.insert(), chunk)
+
+
+def _as_utc(moment: datetime) -> datetime:
+    """SQLite hands back naive datetimes; everything in the store is UTC."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
 
 
 def storable(value: object) -> object:

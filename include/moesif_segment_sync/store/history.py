@@ -260,4 +260,5 @@ RUN_COLUMNS = ["run_id", "mode", "status", "failed_task", "started_at", "window_
                "window_end", "considered", "sent", "would_send", "unchanged", "rejected",
                "batches", "duration_s", "error"]
 REJECT_COLUMNS = ["seq", "entity", "entity_id", "kind", "reason", "raw_location", "raw_record"]
+DIFF_COLUMNS = ["userId", "status", "previous_accepted_at", "added", "changed", "removed"]
 MESSAGE_COLUMNS = ["type", "userId", "groupId", "messageId", "timestamp", "traits", "context"]
