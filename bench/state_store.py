@@ -6,7 +6,7 @@ with the driver directly, sorted, not timed), then times what a load does for M 
 (default 100,000: an hourly run's 1% of a 10M-user account), with the store's own methods:
 
 - ``plan``: ``plan.make`` over the M messages' heads, which looks up the messageId Segment
-  last accepted for each user (``AuditStore.accepted_message_ids``); half of the M users are
+  last accepted for each user (``AuditStore.accepted_heads``); half of the M users are
   unchanged (same messageId), a quarter changed, a quarter new;
 - ``record``: the ledger entry and the accepted users' state of every batch
   (``AuditStore.record_batch``, 286 messages a batch, the size of a 475 KB batch of the
@@ -87,7 +87,7 @@ def measure(store: AuditStore, heads: list[tuple[str, str]], run_id: str) -> dic
     process = psutil.Process()
     cpu = process.cpu_times()
     started = time.perf_counter()
-    made = plan.make(iter(lines), lambda ids: store.accepted_message_ids(DAG_ID, ids),
+    made = plan.make(iter(lines), lambda ids, group: store.accepted_heads(DAG_ID, ids, group),
                      transform_id="t", force=False, dry_run=False)
     plan_s = time.perf_counter() - started
     plan_cpu = sum(process.cpu_times()[:2]) - sum(cpu[:2])

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import html
 import json
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
@@ -109,3 +112,20 @@ def history_client(airflow_home: Path, root: Path,
         env.setenv("MOESIF_SEGMENT_STAGING_ROOT", (root / "staging").as_uri())
         with TestClient(create_app()) as client:
             yield client
+
+
+def run_page(airflow_home: Path, root: Path, run_id: str) -> str:
+    """The run page of ``run_id`` as admin sees it, from the audit store a `dag.test()` test
+    wrote under ``root`` (``tests.dags.support.point_dag_at``)."""
+    with history_client(airflow_home, root, seed_store=lambda *_, **__: None) as client:
+        token = client.post("/auth/token", json={"username": "admin", "password": "admin"})
+        auth = {"Authorization": f"Bearer {token.json()['access_token']}"}
+        return client.get(f"/segment-sync/ui/runs/{quote(run_id, safe='')}", headers=auth).text
+
+
+def element_text(page: str, element_id: str) -> str:
+    """The text of the page's element ``id=element_id`` (one without nested elements of its
+    own tag), its spaces collapsed."""
+    found = re.search(rf'<(\w+) id="{element_id}">(.*?)</\1>', page, re.S)
+    assert found, f"no element #{element_id} on the page"
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", "", found.group(2))).split())

@@ -7,16 +7,31 @@ missing key deep inside the audit.
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import datetime
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, field_serializer
 
 from .codec import format_utc
-from .pipeline.diff import summed as diff_summed
 
 # A moment in UTC, written as everywhere else in the project: 2026-11-25T01:00:00.000Z.
 UtcTime = Annotated[datetime, PlainSerializer(format_utc, when_used="json")]
+
+
+def diff_summed(summaries: list[dict[str, Any]]) -> dict[str, Any]:
+    """Diff previews (``pipeline.diff.Preview.summary``) as one: users by status, and trait
+    changes by how many users they concern, the most common first; empty when there was
+    nothing to compare."""
+    users: Counter = Counter()
+    traits: Counter = Counter()
+    for summary in summaries:
+        users.update(summary.get("users", {}))
+        traits.update(summary.get("traits", {}))
+    if not users:
+        return {}
+    return {"users": dict(sorted(users.items())),
+            "traits": dict(sorted(traits.items(), key=lambda item: (-item[1], item[0])))}
 
 
 class StageSummary(BaseModel):

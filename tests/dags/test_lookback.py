@@ -14,6 +14,7 @@ from sandbox.environment import DATA_SPAN, stand_ins
 from sandbox.moesif import parse_timestamp_ms
 from tests.conftest import REPO
 from tests.dags.support import point_dag_at
+from tests.history_seed import element_text, run_page
 from tests.support import DAG_ID
 
 A_END = datetime(2026, 11, 25, 1, tzinfo=UTC)    # window A = [00:00, 01:00)
@@ -69,6 +70,10 @@ def test_a_late_indexed_user_arrives_with_the_next_run(airflow_db, tmp_path, mon
     assert record["counts"]["users_in_lookback"] >= 1
     assert "the lookback found 1 user(s) that no earlier run had sent (indexed by Moesif " \
            "after their own window's run)" in record["notes"]
+    page = run_page(airflow_db, tmp_path, record["run_id"])
+    assert element_text(page, "lookback") == (
+        f"{record['counts']['users_in_lookback']} of the users in the window were read in the "
+        "lookback (the end of the previous window); 1 of them no earlier run had sent")
 
 
 def test_without_a_lookback_the_late_user_is_missed(airflow_db, tmp_path, monkeypatch):

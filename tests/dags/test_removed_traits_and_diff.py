@@ -6,9 +6,7 @@ Segment last accepted each user, on its page and in its download."""
 from __future__ import annotations
 
 import copy
-import html
 import json
-import re
 from datetime import UTC, datetime, timedelta
 from urllib.parse import quote
 
@@ -20,7 +18,7 @@ from moesif_segment_sync.pipeline.staging import Staging
 from tests.conftest import REPO
 from tests.dags import test_dag_e2e
 from tests.dags.test_dag_e2e import GOLDEN_COMPANY, GOLDEN_MESSAGE, GOLDEN_USER, run, states
-from tests.history_seed import history_client
+from tests.history_seed import element_text, history_client, run_page
 from tests.support import DAG_ID
 
 world = test_dag_e2e.world  # the same stand-ins and data (with the golden user and company)
@@ -29,12 +27,6 @@ world = test_dag_e2e.world  # the same stand-ins and data (with the golden user 
 def fresh_dag():  # noqa: ANN201 - a DAG
     """The DAG parsed again: settings are read when a run starts, params when it is parsed."""
     return DagBag(dag_folder=str(REPO / "dags")).dags[DAG_ID]
-
-
-def paragraph(page: str, element_id: str) -> str:
-    """The text of the page's ``<p id=element_id>``, its spaces collapsed."""
-    inner = re.search(rf'<p id="{element_id}">(.*?)</p>', page, re.S).group(1)
-    return " ".join(html.unescape(re.sub(r"<[^>]+>", "", inner)).split())
 
 
 def golden(segment) -> list[dict]:  # noqa: ANN001
@@ -50,6 +42,7 @@ def without_username_and_campaign() -> dict:
 
 @pytest.mark.parametrize("setting", ["null", "keep"])
 def test_a_removed_trait_arrives_as_null_only_when_the_setting_says_so(world, monkeypatch,
+                                                                        airflow_db, tmp_path,
                                                                         setting):
     monkeypatch.setenv("MOESIF_SEGMENT_REMOVED_TRAITS", setting)
     assert str(run(fresh_dag()).state) == "success"
@@ -74,6 +67,13 @@ def test_a_removed_trait_arrives_as_null_only_when_the_setting_says_so(world, mo
     record = world.last_run()
     assert record["counts"]["traits_nulled"] == (1 if setting == "null" else 0)
     assert record["sent"] == 1
+    page = run_page(airflow_db, tmp_path, record["run_id"])
+    if setting == "null":
+        assert element_text(page, "traits-nulled") == (
+            "1 user(s) got the top-level traits they lost since Segment last accepted them "
+            "as null")
+    else:
+        assert 'id="traits-nulled"' not in page
 
     # A third run has nothing to send: the nulls are not sent again.
     before = len(world.segment.accepted)
@@ -133,8 +133,8 @@ def test_a_dry_run_lists_exactly_the_traits_that_changed(world, airflow_db, tmp_
         page = client.get(f"/segment-sync/ui/runs/{run_id}", headers=auth).text
         download = client.get(f"/segment-sync/runs/{run_id}/export/diff.jsonl?dag_id={DAG_ID}",
                               headers=auth)
-    assert paragraph(page, "diff-summary") == "1 users: 1 changed."
-    traits = paragraph(page, "diff-traits")
+    assert element_text(page, "diff-summary") == "1 users: 1 changed."
+    traits = element_text(page, "diff-traits")
     assert traits.startswith("campaign.gclid removed 1, campaign.medium removed 1, ")
     assert traits.endswith("name changed 1, username removed 1.")
     assert [json.loads(row) for row in download.text.splitlines()] == [

@@ -20,6 +20,7 @@ import orjson
 
 from ..codec import format_utc
 from ..segment import Batch
+from ..summaries import diff_summed
 from . import staging
 from .mapping import is_group
 from .staging import JsonLinesWriter, Staging
@@ -129,20 +130,7 @@ class Preview:
     def summary(self) -> dict[str, Any]:
         """What the run record keeps: users by status (changed, new, not_kept), and how many
         users each trait change concerns, the most common first."""
-        return summed([{"users": self.users, "traits": self.traits}])
-
-
-def summed(summaries: list[dict[str, Any]]) -> dict[str, Any]:
-    """Shards' ``Preview.summary`` as one; empty when there was nothing to compare."""
-    users: Counter = Counter()
-    traits: Counter = Counter()
-    for summary in summaries:
-        users.update(summary.get("users", {}))
-        traits.update(summary.get("traits", {}))
-    if not users:
-        return {}
-    return {"users": dict(sorted(users.items())),
-            "traits": dict(sorted(traits.items(), key=lambda item: (-item[1], item[0])))}
+        return diff_summed([{"users": self.users, "traits": self.traits}])
 
 
 def staged(stage: Staging, shards: int) -> Iterator[dict]:
