@@ -4,7 +4,12 @@ First a plan (``plan``): each built message whose messageId is the last one Segm
 accepted for that user is ``unchanged`` (unless ``force``); the rest are to send. A retried
 load finds its plan (same transform, same flags) and skips the batches the ledger holds as
 sent, so it resumes where it stopped and ends with the same counts. A dry run plans and
-packs, records the batches as ``dry_run`` and sends nothing.
+packs, records the batches as ``dry_run``, stages its diff preview (``diff``) and sends
+nothing.
+
+A shard's messages are its identify messages and then, with MOESIF_SEGMENT_GROUP_CALLS, its
+group calls, counted apart. With MOESIF_SEGMENT_REMOVED_TRAITS=null the plan marks the
+identify messages that lost traits, and they are sent with those traits as null.
 """
 
 from __future__ import annotations
@@ -68,12 +73,15 @@ class Totals:
     def add(self, ids: list[tuple[str, str]], outcome: str) -> None:
         """Count the messages ``ids`` as ``outcome`` (sent, refused or would_send)."""
         groups = sum(is_group(message_id) for _, message_id in ids)
-        setattr(self, outcome, getattr(self, outcome) + len(ids) - groups)
+        self.count(len(ids) - groups, groups, outcome)
+
+    def count(self, identifies: int, groups: int, outcome: str) -> None:
+        setattr(self, outcome, getattr(self, outcome) + identifies)
         setattr(self, f"group_{outcome}", getattr(self, f"group_{outcome}") + groups)
 
 
-def accepted(batch: Batch, positions: Iterable[int] | None = None, *,
-             keep_content: bool) -> tuple[list, list]:
+def _accepted_rows(batch: Batch, positions: Iterable[int] | None = None, *,
+                   keep_content: bool) -> tuple[list, list]:
     """The messages of ``batch`` at ``positions`` (all by default) as ``record_batch`` takes
     them: identify messages with their trait mask and, when ``keep_content``, their packed
     bytes (``diff.pack``); then group calls."""
@@ -247,9 +255,10 @@ class _OneInFlight:
             self._job.shard, batch, "failed", self._sender.attempts, str(exc)))
 
     def _record_sent(self, batch: Batch, attempts: int) -> None:
+        identifies, groups = _accepted_rows(batch, keep_content=_keeps_content(self._job))
         self._store.record_batch(self._job.key, _entry(self._job.shard, batch, "sent", attempts),
-                                 *accepted(batch, keep_content=_keeps_content(self._job)))
-        self._totals.add(batch.ids(), "sent")
+                                 identifies, groups)
+        self._totals.count(len(identifies), len(groups), "sent")
         self._totals.attempts += attempts
         log.debug("shard %d batch %d: %d messages, %d bytes, sent in %d attempt(s)",
                   self._job.shard, batch.no, batch.count, batch.body_bytes, attempts)
@@ -359,9 +368,10 @@ class _Isolation:
         note = f"{staging.REFUSED_NOTE}{len(refused)} of {batch.count} messages"
         entry = BatchEntry(self._job.shard, batch.no, "sent", len(delivered),
                            batch.body_bytes, requests, *batch.edge_message_ids(), note)
-        self._store.record_batch(self._job.key, entry, *accepted(
-            batch, delivered, keep_content=_keeps_content(self._job)))
-        self._totals.add([ids[position] for position in delivered], "sent")
+        identifies, groups = _accepted_rows(batch, delivered,
+                                            keep_content=_keeps_content(self._job))
+        self._store.record_batch(self._job.key, entry, identifies, groups)
+        self._totals.count(len(identifies), len(groups), "sent")
         self._totals.add([ids[position] for position, _ in refused], "refused")
         self._totals.attempts += requests
         log.warning("shard %d batch %d: Segment refused %d of %d messages; the others were "
