@@ -9,8 +9,8 @@ names the transform it was made for, so a retried load of the same
 transform finds it, selects the same lines and packs the same batches.
 
 Who each message is for comes from the shard's heads file (``[userId,
-messageId]`` per line, written by the transform), never from parsing the
-messages themselves.
+messageId]`` per line, and an identify's trait mask, written by the transform),
+never from parsing the messages themselves.
 
 A shard with group calls (``staging.groups_file``) is planned as if they followed
 its identify messages: their lines are numbered on after the last identify's, and
@@ -95,6 +95,7 @@ def make(heads: Iterable[bytes], accepted: Accepted | None, *, transform_id: str
         groups += sum(kinds)
         if accepted is None:
             continue
+        # What Segment has, indexed by kind: [identify messages, group calls].
         have = [accepted([head[0] for head, kind in zip(parsed, kinds, strict=True)
                           if kind is group], group) if group in kinds else {}
                 for group in (False, True)]
