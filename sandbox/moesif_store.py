@@ -25,7 +25,8 @@ order, so a full pass reads the file from start to end. A store larger than
 memory, read in load order instead, costs a random read per document (a ten
 million user store: 24 GB). The writer therefore appends in load order to a
 file beside the store (``<store>.loading``) and then copies it into the store
-sorted, in slices of ``modified_time`` small enough to sort in memory.
+sorted, in slices of ``modified_time`` of about a gigabyte (each one pass over
+that file and one sort by SQLite): writing a store takes room for it twice.
 
 Build one with ``python -m sandbox.moesif_store --users U.jsonl --companies
 C.jsonl --out store.sqlite``, or with ``sandbox.datagen --account``, and
