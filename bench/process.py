@@ -135,8 +135,9 @@ class StandIn:
 class SegmentStandIn(StandIn):
     """The Segment stand-in, read and reset through its ``/_sandbox/`` control routes."""
 
-    def __init__(self, log: Path, write_key: str) -> None:
-        super().__init__("segment", ["--write-key", write_key], log)
+    def __init__(self, log: Path, write_key: str, *, keep_messages: bool = True) -> None:
+        super().__init__("segment", ["--write-key", write_key,
+                                     *([] if keep_messages else ["--ids-only"])], log)
         self._http = requests.Session()
 
     def _control(self, method: str, route: str) -> Any:

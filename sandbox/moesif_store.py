@@ -16,18 +16,31 @@ for the query subset the sync and the benchmark send:
 - ``sort`` on the timestamps, ``_id`` and ``_doc``, ``search_after``, ``from``.
 
 Anything else is a 400 that says so. A query's matches, in sort order, are
-kept (as load-order numbers, 8 bytes each) for the next pages, as in memory.
+kept (as row numbers, 8 bytes each) for the next pages, as in memory.
 The store is read-only: the control API's upserts and deletes are refused.
+
+The documents are written in the order the sync reads them (``modified_time``
+ascending, missing last, then ``_id``): a row's number is its place in that
+order, so a full pass reads the file from start to end. A store larger than
+memory, read in load order instead, costs a random read per document (a ten
+million user store: 24 GB). The writer therefore appends in load order to a
+file beside the store (``<store>.loading``) and then copies it into the store
+sorted, in slices of ``modified_time`` of about a gigabyte (each one pass over
+that file and one sort by SQLite): writing a store takes room for it twice.
 
 Build one with ``python -m sandbox.moesif_store --users U.jsonl --companies
 C.jsonl --out store.sqlite``, or with ``sandbox.datagen --account``, and
-serve it with ``python -m sandbox.moesif --store store.sqlite``.
+serve it with ``python -m sandbox.moesif --store store.sqlite``. A store of
+the earlier layout (rows in load order) is rewritten in the new one with
+``python -m sandbox.moesif_store --relayout OLD.sqlite --out store.sqlite``.
 """
 
 from __future__ import annotations
 
 import argparse
 import bisect
+import itertools
+import math
 import sqlite3
 import threading
 import time
@@ -65,20 +78,30 @@ from .moesif import (
 
 ID_FIELDS = {"users": "user_id", "companies": "company_id"}
 _TIME_COLUMNS = ", ".join(TIME_FIELDS)
-_SCHEMA = f"""
+_DOC_COLUMNS = f"collection, ord, id, {_TIME_COLUMNS}, head"
+# The sync's sort (``moesif.SearchAfterPaginator``): the order of the rows of a store.
+_SYNC_ORDER = "modified_time IS NULL, modified_time, id, ord"
+_TABLES = f"""
 CREATE TABLE IF NOT EXISTS docs (
     collection TEXT NOT NULL, ord INTEGER NOT NULL, id BLOB NOT NULL,
-    {", ".join(f"{name} INTEGER" for name in TIME_FIELDS)}, head BLOB NOT NULL,
-    PRIMARY KEY (collection, ord));
+    {", ".join(f"{name} INTEGER" for name in TIME_FIELDS)}, head BLOB NOT NULL{{key}});
 CREATE TABLE IF NOT EXISTS keywords (collection TEXT NOT NULL, field TEXT NOT NULL,
                                      key TEXT NOT NULL, ord INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS mappings (collection TEXT PRIMARY KEY, mapping BLOB NOT NULL);
 """
+# Being written: rows in load order, found by their load order.
+_LOADING_SCHEMA = _TABLES.format(key=",\n    PRIMARY KEY (collection, ord)")
+# Served: the rowid is the place in the sync's order; the load order is a column.
+_SCHEMA = _TABLES.format(key="")
 _INDEXES = ["CREATE UNIQUE INDEX IF NOT EXISTS docs_id ON docs (collection, id)",
+            "CREATE UNIQUE INDEX IF NOT EXISTS docs_ord ON docs (collection, ord)",
             "CREATE INDEX IF NOT EXISTS keywords_key ON keywords (collection, field, key)",
             # Covering: a query on the timestamps sorts without reading a document.
             *(f"CREATE INDEX IF NOT EXISTS docs_{name} ON docs (collection, {name}, id, ord)"
               for name in TIME_FIELDS)]
+_WRITING = "PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF; PRAGMA cache_size = -262144;"
+# Documents of one slice of the copy: sorted by SQLite in memory or in its temporary files.
+SLICE_BYTES = 1 << 30
 
 
 # ---------------------------------------------------------------- building
@@ -86,18 +109,21 @@ _INDEXES = ["CREATE UNIQUE INDEX IF NOT EXISTS docs_id ON docs (collection, id)"
 class StoreWriter:
     """Writes documents into a new store as the in-memory stand-in loads them: a document
     whose id is already held replaces it and keeps its place; one without a usable id gets
-    ``_doc<order>``."""
+    ``_doc<order>``. They are appended in load order to ``<store>.loading``, which ``close``
+    copies into the store in the sync's order (``relayout``) and deletes."""
 
     def __init__(self, path: str | Path) -> None:
-        self._db = sqlite3.connect(path, isolation_level=None)
-        self._db.executescript("PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF;"
-                               "PRAGMA cache_size = -262144;" + _SCHEMA)
+        self._path = Path(path)
+        if self._path.exists():
+            raise FileExistsError(f"{self._path} exists: a store is written once, anew")
+        self._loading = self._path.with_name(self._path.name + ".loading")
+        self._loading.unlink(missing_ok=True)
+        self._db = sqlite3.connect(self._loading, isolation_level=None)
+        self._db.executescript(_WRITING + _LOADING_SCHEMA)
         # The unique id index first: replacing a document looks it up.
         self._db.execute(_INDEXES[0])
         self._db.execute("BEGIN")
-        self._next = {name: self._db.execute("SELECT coalesce(max(ord) + 1, 0) FROM docs WHERE "
-                                             "collection = ?", (name,)).fetchone()[0]
-                      for name in ID_FIELDS}
+        self._next = dict.fromkeys(ID_FIELDS, 0)
         self._types: dict[str, dict[str, Any]] = {name: {} for name in ID_FIELDS}
         self.written = dict.fromkeys(ID_FIELDS, 0)
         self._replaced: set[str] = set()
@@ -142,11 +168,9 @@ class StoreWriter:
             self._db.execute("INSERT OR REPLACE INTO mappings VALUES (?, ?)",
                              (collection, orjson.dumps(mapping)))
         self._db.execute("COMMIT")
-        for index in _INDEXES[1:]:
-            self._db.execute(index)
-        self._db.execute("ANALYZE")
         self._db.close()
-
+        relayout(self._loading, self._path)
+        self._loading.unlink()
 
     def _held_types(self, collection: str) -> dict[str, Any]:
         types: dict[str, Any] = {}
@@ -167,6 +191,56 @@ def build_store(path: str | Path, users: Iterable[Any], companies: Iterable[Any]
         writer.add("users", users)
     writer.close()
     return dict(writer.written)
+
+
+def relayout(source: str | Path, out: str | Path, *, slice_bytes: int = SLICE_BYTES) -> None:
+    """Copy the documents, keywords and mappings of ``source`` (a store, or a writer's
+    ``.loading`` file) into a new store at ``out``, the rows in the sync's order.
+
+    Each slice of ``modified_time`` (about ``slice_bytes`` of documents) is one pass over
+    ``source`` in its own order, which reads it in sequence, and one sort of the slice."""
+    out = Path(out)
+    if out.exists():
+        raise FileExistsError(f"{out} exists: a store is written once, anew")
+    db = sqlite3.connect(out.resolve().as_uri(), uri=True, isolation_level=None)
+    db.executescript(_WRITING + _SCHEMA)
+    db.execute("ATTACH DATABASE ? AS source", (Path(source).resolve().as_uri() + "?mode=ro",))
+    db.execute("BEGIN")
+    db.execute("INSERT INTO mappings SELECT collection, mapping FROM source.mappings")
+    db.execute("INSERT INTO keywords SELECT collection, field, key, ord FROM source.keywords")
+    counts = dict(db.execute("SELECT collection, count(*) FROM source.docs GROUP BY collection"))
+    per_doc = Path(source).stat().st_size / max(sum(counts.values()), 1)
+    for collection, count in sorted(counts.items()):
+        parts = math.ceil(count * per_doc / slice_bytes)
+        for condition, params in _slices(db, collection, count, parts):
+            db.execute(f"INSERT INTO docs ({_DOC_COLUMNS}) SELECT {_DOC_COLUMNS} FROM "
+                       f"source.docs NOT INDEXED WHERE collection = ? AND {condition} "
+                       f"ORDER BY {_SYNC_ORDER}", [collection, *params])
+    db.execute("COMMIT")
+    db.execute("DETACH DATABASE source")
+    for index in _INDEXES:
+        db.execute(index)
+    db.execute("ANALYZE")
+    db.close()
+
+
+def _slices(db: sqlite3.Connection, collection: str, count: int,
+            parts: int) -> list[tuple[str, list[int]]]:
+    """Conditions that cut a collection of ``source`` into about ``parts`` slices of
+    ``modified_time`` (a moment's documents all in one), in the sync's order."""
+    if parts <= 1:
+        return [("1", [])]
+    step, edges = max(1, count // parts), []
+    moments = db.execute("SELECT modified_time FROM source.docs NOT INDEXED WHERE collection = ? "
+                         "AND modified_time IS NOT NULL ORDER BY modified_time", (collection,))
+    for at, (moment,) in enumerate(moments):
+        if at and at % step == 0 and (not edges or moment > edges[-1]):
+            edges.append(moment)
+    slices: list[tuple[str, list[int]]] = [("modified_time < ?", edges[:1])] if edges else []
+    slices += [("modified_time >= ? AND modified_time < ?", [low, high])
+               for low, high in itertools.pairwise(edges)]
+    slices += [("modified_time >= ?", edges[-1:])] if edges else [("modified_time IS NOT NULL", [])]
+    return [*slices, ("modified_time IS NULL", [])]
 
 
 def _key(doc_id: str) -> bytes:
@@ -357,7 +431,7 @@ class DiskCollection:
             took, len(matches), hits)
 
     def _matching(self, query: Any, sort: Sort | None) -> array:
-        """Load-order numbers of the matches in sort order, kept for the next pages."""
+        """Row numbers of the matches in sort order, kept for the next pages."""
         cache_key = orjson.dumps([query, sort.spec if sort else None], option=orjson.OPT_SORT_KEYS)
         with self._lock:
             cached = self._results.get(cache_key)
@@ -369,7 +443,7 @@ class DiskCollection:
         order = _order_sql(sort) if sort is not None else "ord"
         found = array("q")
         cursor = self._db().execute(
-            f"SELECT ord FROM docs WHERE collection = ? AND {condition} ORDER BY {order}",
+            f"SELECT rowid FROM docs WHERE collection = ? AND {condition} ORDER BY {order}",
             [self.collection, *where.params])
         while rows := cursor.fetchmany(100_000):
             found.extend(row[0] for row in rows)
@@ -379,16 +453,15 @@ class DiskCollection:
                 self._results.popitem(last=False)
         return found
 
-    def _docs(self, orders: array | list[int]) -> list[_Doc]:
-        if not len(orders):
+    def _docs(self, rows: array | list[int]) -> list[_Doc]:
+        if not len(rows):
             return []
-        wanted = sorted(orders)  # read in the table's order: neighbours share pages
-        rows = self._db().execute(
-            f"SELECT ord, id, {_TIME_COLUMNS}, head FROM docs WHERE collection = ? AND ord IN "
-            f"({', '.join('?' * len(wanted))}) ORDER BY ord", [self.collection, *wanted]
-        ).fetchall()
-        by_order = {row[0]: _doc(row) for row in rows}
-        return [by_order[order] for order in orders]
+        wanted = sorted(rows)  # read in the table's order: neighbours share pages
+        found = self._db().execute(
+            f"SELECT rowid, ord, id, {_TIME_COLUMNS}, head FROM docs WHERE rowid IN "
+            f"({', '.join('?' * len(wanted))}) ORDER BY rowid", wanted).fetchall()
+        by_row = {row[0]: _doc(row[1:]) for row in found}
+        return [by_row[row] for row in rows]
 
     def _position_after(self, matches: array, sort: Sort, search_after: Any) -> int:
         """Index of the first match strictly after ``search_after`` (a binary search that
@@ -439,8 +512,16 @@ def main(argv: list[str] | None = None) -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--users", type=Path, help="users as JSON Lines")
     parser.add_argument("--companies", type=Path, help="companies as JSON Lines")
+    parser.add_argument("--relayout", type=Path, metavar="STORE",
+                        help="instead, copy this store into --out with its rows in the sync's "
+                             "order (for a store of the earlier layout, in load order)")
     parser.add_argument("--out", type=Path, required=True, help="the store (SQLite) to write")
     args = parser.parse_args(argv)
+    if args.relayout:
+        started = time.perf_counter()
+        relayout(args.relayout, args.out)
+        print(f"wrote {args.out} in {time.perf_counter() - started:.0f} s")
+        return
     counts = build_store(args.out, _read_lines(args.users) if args.users else [],
                          _read_lines(args.companies) if args.companies else [])
     print(f"wrote {counts['users']} users and {counts['companies']} companies to {args.out}")

@@ -10,7 +10,9 @@ sender never relied on one.
 
 Messages are kept as the compact JSON the size check already produced, which
 keeps a benchmark's million messages affordable; the ``delivered`` and
-``accepted`` views parse them on demand.
+``accepted`` views parse them on demand. With ``keep_messages=False``
+(``--ids-only``) it keeps only the messageIds and the counts: ten million
+messages of about 1.5 KB would not fit in memory.
 
 Run it on its own with ``python -m sandbox.segment --help``.
 """
@@ -58,8 +60,9 @@ class SegmentStandIn(StandInServer):
     retry_headers = ("Retry-After", "X-RateLimit-Reset")
 
     def __init__(self, write_key: str = "test-write-key", *, port: int = 0,
-                 verbose: bool = False) -> None:
+                 verbose: bool = False, keep_messages: bool = True) -> None:
         self.write_key = write_key
+        self.keep_messages = keep_messages
         self._state_lock = threading.Lock()
         # userId -> Segment's message: a request holding one of them is refused whole with
         # 400, as Segment refuses a batch with an invalid message (tests of the load's split).
@@ -68,8 +71,9 @@ class SegmentStandIn(StandInServer):
         super().__init__(port, verbose=verbose)
 
     def _reset_state(self) -> None:
-        self._delivered: dict[str, bytes] = {}
+        self._delivered: dict[str, bytes | None] = {}  # None: keep_messages is off
         self._accepted: list[bytes] = []
+        self._n_accepted = 0
         self._counts = dict.fromkeys(
             ("batches", "messages_received", "duplicates", "dropped_over_limit",
              "dropped_invalid", "missing_sent_at", "missing_message_id", "long_message_ids"), 0)
@@ -79,6 +83,7 @@ class SegmentStandIn(StandInServer):
     @property
     def delivered(self) -> dict[str, dict[str, Any]]:
         """messageId -> message, first copy of each messageId, in arrival order."""
+        self._check_kept()
         with self._state_lock:
             items = list(self._delivered.items())
         return {message_id: loads_lenient(blob) for message_id, blob in items}
@@ -86,6 +91,7 @@ class SegmentStandIn(StandInServer):
     @property
     def accepted(self) -> list[dict[str, Any]]:
         """Every message Segment kept, duplicates included, in arrival order."""
+        self._check_kept()
         with self._state_lock:
             blobs = list(self._accepted)
         return [loads_lenient(blob) for blob in blobs]
@@ -103,7 +109,7 @@ class SegmentStandIn(StandInServer):
     def stats(self) -> dict[str, int]:
         """All the counters, for tests and benchmarks that only need numbers."""
         with self._state_lock:
-            return {"requests": len(self.log.snapshot()), "accepted": len(self._accepted),
+            return {"requests": len(self.log.snapshot()), "accepted": self._n_accepted,
                     "delivered": len(self._delivered), "dropped": self.dropped, **self._counts}
 
     def clear(self) -> None:
@@ -116,6 +122,7 @@ class SegmentStandIn(StandInServer):
     def handle_control(self, request: Request) -> Response:
         route = (request.method, request.segments[1:])
         if route == ("GET", ("delivered",)):
+            self._check_kept()
             with self._state_lock:
                 blobs = list(self._delivered.values())
             return json_response(b"[" + b",".join(blobs) + b"]")
@@ -185,19 +192,26 @@ class SegmentStandIn(StandInServer):
                 counts["dropped_invalid"] += 1
                 continue
             kept += 1
-            self._accepted.append(blob)
+            self._n_accepted += 1
+            if self.keep_messages:
+                self._accepted.append(blob)
             message_id = message.get("messageId")
             if not isinstance(message_id, str) or not message_id:
                 # Segment assigns one; a stand-in key keeps the message visible.
                 counts["missing_message_id"] += 1
-                message_id = f"sandbox-generated-{len(self._accepted)}"
+                message_id = f"sandbox-generated-{self._n_accepted}"
             elif len(message_id) > MAX_MESSAGE_ID_CHARS:
                 counts["long_message_ids"] += 1
             if message_id in self._delivered:
                 counts["duplicates"] += 1
             else:
-                self._delivered[message_id] = blob
+                self._delivered[message_id] = blob if self.keep_messages else None
         return kept
+
+    def _check_kept(self) -> None:
+        if not self.keep_messages:
+            raise HttpError(409, "this stand-in keeps only messageIds and counts "
+                                 "(keep_messages=False, --ids-only): no messages to show")
 
     def _authorize(self, request: Request) -> None:
         scheme, _, token = request.headers.get("Authorization", "").strip().partition(" ")
@@ -216,8 +230,11 @@ def main(argv: list[str] | None = None) -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--write-key", default="test-write-key")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    parser.add_argument("--ids-only", dest="keep_messages", action="store_false",
+                        help="keep only the messageIds and counts, not the messages")
     args = parser.parse_args(argv)
-    serve_until_signalled(SegmentStandIn(args.write_key, port=args.port, verbose=True))
+    serve_until_signalled(SegmentStandIn(args.write_key, port=args.port, verbose=True,
+                                         keep_messages=args.keep_messages))
 
 
 if __name__ == "__main__":

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import sqlite3
+from contextlib import closing
 from datetime import UTC, datetime
 
 import orjson
@@ -14,7 +16,7 @@ from sandbox._http import HttpError
 from sandbox._json import loads_lenient
 from sandbox.datagen import generate
 from sandbox.moesif import MoesifStandIn
-from sandbox.moesif_store import build_store
+from sandbox.moesif_store import build_store, relayout
 
 START = datetime(2026, 11, 25, tzinfo=UTC)
 END = datetime(2026, 11, 25, 1, tzinfo=UTC)
@@ -78,6 +80,35 @@ def test_the_syncs_searches_page_identically(pair):
         expected = pages(memory[entity], query, size=97)
         assert pages(disk[entity], query, size=97) == expected, query
         assert disk[entity].count(query) == memory[entity].count(query)
+
+
+def stored_ids(path, collection: str) -> list[str]:
+    """The ids of a store's documents in the order of its rows."""
+    with closing(sqlite3.connect(path)) as db:
+        return [key.decode() for key, in db.execute(
+            "SELECT id FROM docs WHERE collection = ? ORDER BY rowid", (collection,))]
+
+
+def test_a_store_holds_its_rows_in_the_order_a_full_pass_reads_them(pair):
+    memory, _, path = pair
+    for entity in ("users", "companies"):
+        full_pass = [hit["_id"] for page in pages(memory[entity], queries.everything(), size=500)
+                     for hit in loads_lenient(page)["hits"]["hits"]]
+        assert stored_ids(path, entity) == full_pass
+
+
+def test_a_store_copied_in_many_slices_has_the_same_rows_and_answers(pair, tmp_path):
+    memory, _, path = pair
+    copy = tmp_path / "copy.sqlite"
+    relayout(path, copy, slice_bytes=50_000)  # about 70 slices of the users
+
+    with closing(sqlite3.connect(path)) as db:
+        rows = db.execute("SELECT * FROM docs ORDER BY rowid").fetchall()
+    with closing(sqlite3.connect(copy)) as db:
+        assert db.execute("SELECT * FROM docs ORDER BY rowid").fetchall() == rows
+    disk = MoesifStandIn(store=str(copy)).collections
+    for query in (queries.everything(), queries.members_of(["cmp_00001", "cmp_00002"])):
+        assert pages(disk["users"], query, size=97) == pages(memory["users"], query, size=97)
 
 
 def test_other_sorts_offsets_and_lookups_match(pair):

@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 import requests
 
-from sandbox.segment import MAX_BODY_BYTES, MAX_MESSAGE_BYTES
+from sandbox.segment import MAX_BODY_BYTES, MAX_MESSAGE_BYTES, SegmentStandIn
 
 SENT_AT = "2026-11-25T01:00:02.000Z"
 
@@ -194,3 +194,16 @@ def test_control_api_over_http_lists_counts_and_clears(segment, segment_session)
         "accepted": 2, "delivered": 1, "duplicates": 1, "dropped": 1}
     assert segment.stats()["accepted"] == 0
     assert segment.requests == []
+
+
+def test_a_stand_in_keeping_only_ids_counts_alike_and_shows_no_messages(segment_session):
+    with SegmentStandIn(keep_messages=False) as segment:  # the write key of segment_session
+        post(segment_session, segment.url, batch(identify(1), identify(1), identify(2),
+                                                 {"type": "identify"}))
+        stats = segment.stats()
+        shown = requests.get(f"{segment.url}/_sandbox/delivered")
+
+    assert {key: stats[key] for key in ("accepted", "delivered", "duplicates", "dropped")} == {
+        "accepted": 3, "delivered": 2, "duplicates": 1, "dropped": 1}
+    assert shown.status_code == 409
+    assert "keeps only messageIds" in shown.json()["message"]
