@@ -31,8 +31,8 @@ e2e-celery: $(STAMP)  ## the docker-compose topology without Docker: PostgreSQL,
 	$(BIN)/python -m pytest tests/celery
 
 N ?= 100000
-bench: $(STAMP)  ## the benchmark beside segment-analytics-python (make bench N=1000000 for the large run)
-	$(BIN)/python -m bench.run --users $(N)
+bench: $(STAMP)  ## the benchmark beside segment-analytics-python (make bench N=1000000 for the large run; DATA=DIR keeps and reuses a large account)
+	$(BIN)/python -m bench.run --users $(N) $(if $(DATA),--data $(DATA))
 
 doctor: $(STAMP)  ## check moesif_default / segment_default against the real accounts (ARGS="--send-test --format json")
 	$(BIN)/python -m moesif_segment_sync doctor $(ARGS)
