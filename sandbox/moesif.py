@@ -209,28 +209,40 @@ _RANGE_OPERATORS = {"gte", "gt", "lte", "lt"}
 _RANGE_IGNORED = {"format", "time_zone", "boost", "relation"}
 
 
-def _range_predicate(args: Any) -> Predicate:
+def range_clause(args: Any) -> tuple[str, dict[str, Any]]:
+    """A ``range`` clause's field and its bounds (``gte``, ``gt``, ``lte``, ``lt``), refused
+    with a 400 as Elasticsearch refuses it."""
     field, bounds = _single(args, "[range] clause")
     if not isinstance(bounds, dict) or not bounds.keys() & _RANGE_OPERATORS or (
             bounds.keys() - _RANGE_OPERATORS - _RANGE_IGNORED):
         raise HttpError(400, f"[range] on {field} takes gte, gt, lte and lt, got {bounds!r}")
-    bounds = {op: value for op, value in bounds.items() if op in _RANGE_OPERATORS}
+    return field, {op: value for op, value in bounds.items() if op in _RANGE_OPERATORS}
+
+
+def time_range_ms(field: str, bounds: dict[str, Any]) -> tuple[int, int]:
+    """A time field's ``range`` bounds as inclusive epoch milliseconds: whole milliseconds on
+    both sides, so every bound becomes an inclusive one."""
+    low, high = -_MAX_MS, _MAX_MS
+    for op, value in bounds.items():
+        millis = parse_timestamp_ms(value)
+        if millis is None:
+            raise HttpError(400, f"[range] on {field}: cannot parse {value!r} as a date")
+        if op == "gte":
+            low = max(low, millis)
+        elif op == "gt":
+            low = max(low, millis + 1)
+        elif op == "lte":
+            high = min(high, millis)
+        else:
+            high = min(high, millis - 1)
+    return low, high
+
+
+def _range_predicate(args: Any) -> Predicate:
+    field, bounds = range_clause(args)
     get = _field_getter(field)
     if field in _TIME_INDEX:
-        # Whole milliseconds on both sides, so every bound becomes an inclusive one.
-        low, high = -_MAX_MS, _MAX_MS
-        for op, value in bounds.items():
-            millis = parse_timestamp_ms(value)
-            if millis is None:
-                raise HttpError(400, f"[range] on {field}: cannot parse {value!r} as a date")
-            if op == "gte":
-                low = max(low, millis)
-            elif op == "gt":
-                low = max(low, millis + 1)
-            elif op == "lte":
-                high = min(high, millis)
-            else:
-                high = min(high, millis - 1)
+        low, high = time_range_ms(field, bounds)
 
         def in_time_range(doc: _Doc) -> bool:
             moment = get(doc)

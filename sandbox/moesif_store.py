@@ -56,9 +56,6 @@ from ._http import HttpError
 from ._json import dumps_exact, gc_paused, loads_lenient
 from .moesif import (
     _CACHED_QUERIES,
-    _MAX_MS,
-    _RANGE_IGNORED,
-    _RANGE_OPERATORS,
     _TIME_INDEX,
     MISSING_ASC,
     MISSING_DESC,
@@ -74,6 +71,8 @@ from .moesif import (
     _term_values,
     page_request,
     parse_timestamp_ms,
+    range_clause,
+    time_range_ms,
 )
 
 ID_FIELDS = {"users": "user_id", "companies": "company_id"}
@@ -302,28 +301,10 @@ class _Query:
                 f"key IN ({', '.join('?' * len(keys))}))")
 
     def _range(self, args: Any) -> str:
-        field, bounds = _single(args, "[range] clause")
-        if not isinstance(bounds, dict) or not bounds.keys() & _RANGE_OPERATORS or (
-                bounds.keys() - _RANGE_OPERATORS - _RANGE_IGNORED):
-            raise HttpError(400, f"[range] on {field} takes gte, gt, lte and lt, got {bounds!r}")
+        field, bounds = range_clause(args)
         if field not in _TIME_INDEX:
             raise _unsupported(f"[range] on {field!r}")
-        low, high = -_MAX_MS, _MAX_MS
-        for op, value in bounds.items():
-            if op not in _RANGE_OPERATORS:
-                continue
-            millis = parse_timestamp_ms(value)
-            if millis is None:
-                raise HttpError(400, f"[range] on {field}: cannot parse {value!r} as a date")
-            if op == "gte":
-                low = max(low, millis)
-            elif op == "gt":
-                low = max(low, millis + 1)
-            elif op == "lte":
-                high = min(high, millis)
-            else:
-                high = min(high, millis - 1)
-        self.params.extend([low, high])
+        self.params.extend(time_range_ms(field, bounds))
         return f"({field} BETWEEN ? AND ?)"
 
     def _bool(self, args: Any) -> str:
