@@ -10,15 +10,8 @@ import pytest
 
 from moesif_segment_sync.store.audit import AuditStore
 from sandbox.datagen import generate
-from sandbox.environment import (
-    DATA_SPAN,
-    DEMO_WINDOW,
-    airflow,
-    airflow_env,
-    connection_env,
-    prepare_airflow,
-    stand_ins,
-)
+from sandbox.environment import DATA_SPAN
+from tests.dags.support import dags_test
 from tests.support import DAG_ID
 
 
@@ -29,14 +22,10 @@ def events(tmp_path):
     dataset = generate(400, seed=11, start=DATA_SPAN[0], end=DATA_SPAN[1])
     path = tmp_path / "openlineage.jsonl"
     audit_url = f"sqlite:///{tmp_path / 'audit.db'}"
-    with stand_ins(dataset) as (moesif, segment):
-        env = airflow_env(tmp_path / "home", AIRFLOW__OPENLINEAGE__NAMESPACE="test",
-                          AIRFLOW__OPENLINEAGE__TRANSPORT=json.dumps(
-                              {"type": "file", "log_file_path": str(path), "append": True}),
-                          **connection_env(moesif.url, segment.url, audit_url))
-        prepare_airflow(env)
-        result = airflow("dags", "test", DAG_ID, DEMO_WINDOW[1].isoformat(), env=env,
-                         check=False)
+    result = dags_test(dataset, tmp_path / "home", audit_url=audit_url,
+                       AIRFLOW__OPENLINEAGE__NAMESPACE="test",
+                       AIRFLOW__OPENLINEAGE__TRANSPORT=json.dumps(
+                           {"type": "file", "log_file_path": str(path), "append": True}))
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     store = AuditStore(audit_url)
     record = store.latest_runs(DAG_ID, limit=1)[0]

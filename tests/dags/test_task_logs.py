@@ -6,16 +6,8 @@ from __future__ import annotations
 import re
 
 from sandbox.datagen import generate
-from sandbox.environment import (
-    DATA_SPAN,
-    DEMO_WINDOW,
-    airflow,
-    airflow_env,
-    connection_env,
-    prepare_airflow,
-    stand_ins,
-)
-from tests.support import DAG_ID
+from sandbox.environment import DATA_SPAN
+from tests.dags.support import dags_test
 
 # Airflow's own start-up warnings in `dags test`, not caused by us: the graph renderer it
 # cannot find, and the in-process execution API's test client.
@@ -24,13 +16,8 @@ AIRFLOWS_OWN = ("Could not import graphviz", "Using `httpx` with `starlette.test
 
 def test_a_run_logs_progress_and_no_warning_of_ours(airflow_db, tmp_path):
     dataset = generate(1500, seed=5, start=DATA_SPAN[0], end=DATA_SPAN[1])
-    with stand_ins(dataset) as (moesif, segment):
-        env = airflow_env(tmp_path / "home", MOESIF_SEGMENT_PROGRESS_SECONDS="0",
-                          MOESIF_SEGMENT_PAGE_SIZE="100",
-                          **connection_env(moesif.url, segment.url))
-        prepare_airflow(env)
-        result = airflow("dags", "test", DAG_ID, DEMO_WINDOW[1].isoformat(), env=env,
-                         check=False)
+    result = dags_test(dataset, tmp_path / "home", MOESIF_SEGMENT_PROGRESS_SECONDS="0",
+                       MOESIF_SEGMENT_PAGE_SIZE="100")
     log = result.stdout + result.stderr
     assert result.returncode == 0, log[-3000:]
 
