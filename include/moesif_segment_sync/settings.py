@@ -100,7 +100,7 @@ class SyncSettings(BaseSettings):
     removed_traits: Literal["keep", "null"] = Field(
         "keep", description="a top-level trait the user's last accepted identify had and the "
         "new one lacks: 'keep' leaves it out (Segment keeps the old value), 'null' sends it as "
-        "null (Segment and most destinations clear it)")
+        "null (Segment's profiles drop it; other destinations decide for themselves)")
     content_retention: Duration = Field(
         timedelta(days=30), ge=timedelta(0), description="how long the user state keeps each "
         "accepted identify (compressed) for the dry run's diff preview (ISO 8601 duration "

@@ -142,8 +142,7 @@ def _rejected_users(run: Run) -> list[str] | None:
         if store.run(key) is None:
             raise ConfigError(f"param retry_rejects_of: no run {retried!r} of {run.dag_id} in "
                               "the audit store")
-        ids = sorted({row["entity_id"] for row in store.rejects(key)
-                      if row["entity"] in ("user", "group") and row["entity_id"]})
+        ids = store.rejected_user_ids(key)
     finally:
         store.close()
     log.info("retrying the rejects of %s: %d user(s)", retried, len(ids))

@@ -120,8 +120,7 @@ def _retry_rejects(args: argparse.Namespace, out: TextIO) -> int:
             print(f"error: no run {args.run_id!r} of {args.dag_id} in {store.url}",
                   file=sys.stderr)
             return 2
-        users = {row["entity_id"] for row in store.rejects(key)
-                 if row["entity"] == "user" and row["entity_id"]}
+        users = store.rejected_user_ids(key)
     finally:
         store.close()
     if not users:

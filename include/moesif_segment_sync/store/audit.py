@@ -430,6 +430,15 @@ class AuditStore:
             query = sa.select(rejects).where(key.where(rejects)).order_by(rejects.c.seq)
             return [dict(row) for row in db.execute(query).mappings()]
 
+    def rejected_user_ids(self, key: RunKey) -> list[str]:
+        """The ids of the users a run rejected, or whose group call Segment refused: what a
+        retry of its rejects reads again (a reject without an id cannot be read again)."""
+        with self._reading() as db:
+            query = sa.select(rejects.c.entity_id).distinct().where(
+                key.where(rejects), rejects.c.entity.in_(("user", "group")),
+                rejects.c.entity_id.is_not(None), rejects.c.entity_id != "")
+            return sorted(db.execute(query).scalars())
+
     # ---------------------------------------------------------------- plumbing
 
     def _reading(self):  # noqa: ANN202 - a context manager from SQLAlchemy
