@@ -13,14 +13,14 @@ import math
 from collections import Counter
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, TypeVar
+from typing import Any
 
 import orjson
 from pydantic import BaseModel, ValidationError
 
 from .. import DISTRIBUTION, __version__
 from ..settings import SEGMENT_MAX_MESSAGE_BYTES
-from .models import MoesifCompany, MoesifUser
+from .models import COMPANY_SHAPE, USER_SHAPE, MoesifCompany, MoesifUser, Shape, conforms
 from .privacy import allowed_traits
 from .values import BadValue, compact, first_present, is_absent, to_timestamp, trimmed
 
@@ -37,8 +37,6 @@ TRAIT_ORDER = ("id", "createdAt", "modifiedTime", "firstSeenTime", "lastSeenTime
                "email", "username", "company", "campaign", "clearbit", "last24HourAggResults",
                "metadata", "userAgent")
 _TRAIT_BIT = {name: 1 << position for position, name in enumerate(TRAIT_ORDER)}
-
-M = TypeVar("M", bound=BaseModel)
 
 
 class Warn(StrEnum):
@@ -183,11 +181,16 @@ def _without(record: dict, path: tuple) -> dict:
     return copy
 
 
-def _lenient(model: type[M], record: dict, warnings: Counter) -> M:
-    """Validate, dropping each field of the wrong type (one warning each) instead of the record."""
+def _lenient(model: type[BaseModel], shape: Shape, record: dict, warnings: Counter) -> dict:
+    """``record`` as ``model`` validates it, less each field of the wrong type (one warning
+    each) instead of the record. Most records conform as they are (``conforms``, a few dict
+    lookups); only the others are validated, which finds the fields to drop."""
+    if conforms(record, shape):
+        return record
     while True:
         try:
-            return model.model_validate(record)
+            model.model_validate(record)
+            return record
         except ValidationError as exc:
             paths = {_held_path(record, error["loc"]) for error in exc.errors()} - {()}
             if not paths:  # nothing left to drop: a required field, checked before we get here
@@ -220,19 +223,20 @@ def company_traits(record: object, warnings: Counter) -> dict | Rejected:
     company_id = _checked_id(record, "company_id")
     if isinstance(company_id, Rejected):
         return company_id
-    company = _lenient(MoesifCompany, record, warnings)
-    metadata = company.metadata or {}
+    company = _lenient(MoesifCompany, COMPANY_SHAPE, record, warnings)
+    metadata = company.get("metadata") or {}
     return compact({
-        "id": company.company_id,
+        "id": company_id,
         "name": trimmed(_text(metadata.get("name"))),
-        "created": _timestamp(company.created, warnings),
-        "modifiedTime": _timestamp(company.modified_time, warnings),
-        "firstSeenTime": _timestamp(company.first_seen_time, warnings),
-        "lastSeenTime": _timestamp(company.last_seen_time, warnings),
-        "ipAddress": company.ip_address,
-        "companyDomain": first_present(company.company_domain, company.domain_name),
-        "ttfhw_s": _ttfhw_seconds(company.ttfhw, warnings),
-        "metadata": company.metadata,
+        "created": _timestamp(company.get("created"), warnings),
+        "modifiedTime": _timestamp(company.get("modified_time"), warnings),
+        "firstSeenTime": _timestamp(company.get("first_seen_time"), warnings),
+        "lastSeenTime": _timestamp(company.get("last_seen_time"), warnings),
+        "ipAddress": company.get("ip_address"),
+        "companyDomain": first_present(company.get("company_domain"),
+                                       company.get("domain_name")),
+        "ttfhw_s": _ttfhw_seconds(company.get("ttfhw"), warnings),
+        "metadata": company.get("metadata"),
     })
 
 
@@ -265,7 +269,7 @@ def identify(record: object, company: dict | None, *, default_timestamp: str,
     user_id = _checked_id(record, "user_id")
     if isinstance(user_id, Rejected):
         return user_id
-    user = _lenient(MoesifUser, record, warnings)
+    user = _lenient(MoesifUser, USER_SHAPE, record, warnings)
     traits = allowed_traits(_traits(user, company, warnings), policy.allow, policy.deny)
     if "metadata" in traits and _trait_count(traits) >= MAX_TRAITS:
         warnings[Warn.TOO_MANY_TRAITS] += 1
@@ -333,41 +337,42 @@ def _oversize(what: str, body: bytes, user_id: str) -> Rejected:
                     f"({SEGMENT_MAX_MESSAGE_BYTES:,} bytes)", user_id)
 
 
-def _traits(user: MoesifUser, company: dict | None, warnings: Counter) -> dict[str, Any]:
-    metadata = user.metadata or {}
+def _traits(user: dict, company: dict | None, warnings: Counter) -> dict[str, Any]:
+    metadata = user.get("metadata") or {}
     return compact({
-        "id": user.user_id,
-        "createdAt": _timestamp(user.created, warnings),
-        "modifiedTime": _timestamp(user.modified_time, warnings),
-        "firstSeenTime": _timestamp(user.first_seen_time, warnings),
-        "lastSeenTime": _timestamp(user.last_seen_time, warnings),
+        "id": user["user_id"],
+        "createdAt": _timestamp(user.get("created"), warnings),
+        "modifiedTime": _timestamp(user.get("modified_time"), warnings),
+        "firstSeenTime": _timestamp(user.get("first_seen_time"), warnings),
+        "lastSeenTime": _timestamp(user.get("last_seen_time"), warnings),
         "name": _name(user, metadata),
-        "email": trimmed(first_present(user.email, _text(metadata.get("email")))),
-        "username": first_present(user.user_name, _text(metadata.get("username"))),
+        "email": trimmed(first_present(user.get("email"), _text(metadata.get("email")))),
+        "username": first_present(user.get("user_name"), _text(metadata.get("username"))),
         "company": _company(user, company, warnings),
-        "campaign": _mapped(user.campaign, CAMPAIGN),
-        "clearbit": user.clearbit,
-        "last24HourAggResults": user.last_24h_agg_results,
-        "metadata": user.metadata,
-        "userAgent": _mapped(user.user_agent, USER_AGENT),
+        "campaign": _mapped(user.get("campaign"), CAMPAIGN),
+        "clearbit": user.get("clearbit"),
+        "last24HourAggResults": user.get("last_24h_agg_results"),
+        "metadata": user.get("metadata"),
+        "userAgent": _mapped(user.get("user_agent"), USER_AGENT),
     })
 
 
-def _name(user: MoesifUser, metadata: dict) -> str | None:
-    name = first_present(user.name, _text(metadata.get("name")))
+def _name(user: dict, metadata: dict) -> str | None:
+    name = first_present(user.get("name"), _text(metadata.get("name")))
     if name is None:
-        first = first_present(user.first_name, _text(metadata.get("first_name")))
-        last = first_present(user.last_name, _text(metadata.get("last_name")))
+        first = first_present(user.get("first_name"), _text(metadata.get("first_name")))
+        last = first_present(user.get("last_name"), _text(metadata.get("last_name")))
         name = " ".join(part.strip() for part in (first, last) if part is not None)
     return trimmed(name) or None
 
 
-def _company(user: MoesifUser, company: dict | None, warnings: Counter) -> dict | None:
-    if is_absent(user.company_id):
+def _company(user: dict, company: dict | None, warnings: Counter) -> dict | None:
+    company_id = user.get("company_id")
+    if is_absent(company_id):
         return None
     if company is None:
         warnings[Warn.UNKNOWN_COMPANY] += 1
-        return {"id": user.company_id}
+        return {"id": company_id}
     return company
 
 
@@ -382,20 +387,20 @@ LOCATION = {"city": "city_name", "country": "country_name", "region": "region_na
             "latitude": "latitude", "longitude": "longitude"}
 
 
-def _mapped(source: BaseModel | None, names: dict[str, str]) -> dict | None:
+def _mapped(source: dict | None, names: dict[str, str]) -> dict | None:
     """``source``'s fields under their Segment names; None when none is present."""
     if source is None:
         return None
-    return compact({segment: getattr(source, moesif) for segment, moesif in names.items()})
+    return compact({segment: source.get(moesif) for segment, moesif in names.items()})
 
 
-def _context(user: MoesifUser) -> dict[str, Any]:
-    geo = user.geo_ip
+def _context(user: dict) -> dict[str, Any]:
+    geo = user.get("geo_ip")
     return compact({
-        "ip": user.ip_address,
+        "ip": user.get("ip_address"),
         "location": _mapped(geo, LOCATION),
-        "timezone": geo.timezone if geo is not None else None,
-        "userAgent": user.user_agent_string,
+        "timezone": geo.get("timezone") if geo is not None else None,
+        "userAgent": user.get("user_agent_string"),
         "active": False,
         "library": LIBRARY,
     })

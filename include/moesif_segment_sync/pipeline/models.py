@@ -9,7 +9,8 @@ warning rather than losing the user.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from types import NoneType, UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
 
@@ -90,6 +91,55 @@ class MoesifCompany(_Source):
     first_seen_time: Any = None
     last_seen_time: Any = None
     ttfhw: Any = None
+
+
+# The JSON types each field of an input model takes ({name: types, or a nested model's shape}),
+# derived from the models above, so that a record can be checked against them in a few dict
+# lookups (``conforms``) and only one that does not conform is validated.
+Shape = dict[str, "frozenset[type] | Shape"]
+
+
+def shape_of(model: type[BaseModel]) -> Shape:
+    """``model``'s fields and the JSON types each takes; a field of any type is left out."""
+    shape: Shape = {}
+    for name, field in model.model_fields.items():
+        if field.annotation is not Any:
+            shape[name] = _types(field.annotation)
+    return shape
+
+
+def _types(annotation: Any) -> frozenset[type] | Shape:
+    kinds: set[type] = set()
+    for arg in get_args(annotation) if get_origin(annotation) in (Union, UnionType) else (
+            annotation,):
+        if get_origin(arg) is Annotated:  # StrictStr and friends: the type, strictly
+            arg = get_args(arg)[0]
+        if isinstance(arg, type) and issubclass(arg, BaseModel):
+            return shape_of(arg)
+        if arg is not NoneType:
+            kinds.add(get_origin(arg) or arg)
+    if not kinds <= {str, int, float, dict}:
+        raise TypeError(f"no JSON type for {annotation!r}")
+    return frozenset(kinds)
+
+
+def conforms(record: dict, shape: Shape) -> bool:
+    """Whether every field of ``shape`` in ``record`` is null or of its JSON type, exactly
+    (a boolean is not a number): then ``record`` validates unchanged against its model."""
+    for name, kinds in shape.items():
+        value = record.get(name)
+        if value is None:
+            continue
+        if type(kinds) is dict:
+            if type(value) is not dict or not conforms(value, kinds):
+                return False
+        elif type(value) not in kinds:
+            return False
+    return True
+
+
+USER_SHAPE = shape_of(MoesifUser)
+COMPANY_SHAPE = shape_of(MoesifCompany)
 
 
 # The identify message, as sent (trait-mapping.md, "The message").
