@@ -5,8 +5,15 @@ from __future__ import annotations
 import pytest
 from pydantic import BaseModel, ValidationError
 
-from moesif_segment_sync.pipeline.models import (COMPANY_SHAPE, USER_SHAPE, MoesifCompany,
-                                                 MoesifUser, Shape, conforms, shape_of)
+from moesif_segment_sync.pipeline.models import (
+    COMPANY_SHAPE,
+    USER_SHAPE,
+    MoesifCompany,
+    MoesifUser,
+    Shape,
+    conforms,
+    shape_of,
+)
 
 # One value of every JSON type, and the edge cases of the strict types.
 VALUES = ["text", "", 7, 0, 2.5, float("nan"), True, False, None, {}, {"k": "v"}, [], ["x"],
