@@ -1,25 +1,33 @@
 """Deterministic synthetic Moesif users and companies, for the demo, the tests and the benchmarks.
 
 The same arguments always give the same records (one seeded ``random.Random``,
-no clock, no global state). Records follow the user and company documents of
-moesif-api.md, with the variety the transform must cope with: names and
-emails at the top level or only in ``metadata``, all four timestamp forms,
-companies that do not exist, ``ttfhw`` values that are not usable numbers,
-and, with ``bad=True``, about 1% of users the transform must reject (no
-usable ``user_id``, or a message over 32 KB). ``Dataset`` says which ones and
-why, so a test can check each reject by its reason.
+one per part of a large account; no clock, no global state). Records follow
+the user and company documents of moesif-api.md, with the variety the
+transform must cope with: names and emails at the top level or only in
+``metadata``, all four timestamp forms, companies that do not exist,
+``ttfhw`` values that are not usable numbers, and, with ``bad=True``, about
+1% of users the transform must reject (no usable ``user_id``, or a message
+over 32 KB). ``Dataset`` says which ones and why, so a test can check each
+reject by its reason. ``generate_account`` writes a large account, made in
+parts on every core, into a stand-in store on disk.
 
-Run ``python -m sandbox.datagen --help`` to write JSON Lines files.
+Run ``python -m sandbox.datagen --help`` to write JSON Lines files (or, with
+``--account``, such a store).
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
+import os
 import random
+import shutil
 import sys
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from itertools import repeat
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +35,7 @@ import orjson
 
 from ._json import gc_paused, read_jsonl, write_jsonl
 from .moesif import parse_timestamp_ms
+from .moesif_store import Run, merge_runs, write_run
 
 __all__ = ["Dataset", "generate", "read_jsonl", "write_jsonl"]
 
@@ -159,10 +168,11 @@ class Dataset:
 class _Generator:
     """One dataset's worth of random choices; every draw goes through ``self.rng`` in order."""
 
-    def __init__(self, seed: int, start: datetime, end: datetime) -> None:
+    def __init__(self, seed: int, start: datetime, end: datetime, part: str = "") -> None:
         if end <= start:
             raise ValueError(f"end ({end}) must be after start ({start})")
-        self.rng = random.Random(seed)
+        # A large account draws each part from its own Random, so that workers can make them.
+        self.rng = random.Random(f"{seed}/{part}" if part else seed)
         self.start_ms = _epoch_ms(start)
         self.span_ms = _epoch_ms(end) - self.start_ms
         self.app_id = f"app_{seed:04d}"
@@ -191,27 +201,27 @@ class _Generator:
     def timestamp(self, ms: int) -> str | int:
         """``ms`` in one of Moesif's four forms, mostly the 7-digit ``Z`` one."""
         roll = self.rng.random()
+        if roll >= 0.95:
+            return ms
         moment = _NAIVE_EPOCH + timedelta(milliseconds=ms)
-        millis = ms % 1000
         if roll < 0.85:
             # Digits below the millisecond exist in real data and must be truncated.
             ticks = self.below(10_000)
-            return f"{moment.isoformat(timespec='seconds')}.{millis:03d}{ticks:04d}Z"
+            return f"{moment.isoformat(timespec='milliseconds')}{ticks:04d}Z"
         if roll < 0.90:
-            return f"{moment.isoformat(timespec='seconds')}.{millis:03d}"
-        if roll < 0.95:
-            minutes = self.pick(_OFFSETS_MINUTES)
-            local = moment + timedelta(minutes=minutes)
-            sign = "+" if minutes >= 0 else "-"
-            hours, rest = divmod(abs(minutes), 60)
-            return (f"{local.isoformat(timespec='seconds')}.{millis:03d}"
-                    f"{sign}{hours:02d}:{rest:02d}")
-        return ms
+            return moment.isoformat(timespec="milliseconds")
+        minutes = self.pick(_OFFSETS_MINUTES)
+        local = moment + timedelta(minutes=minutes)
+        sign = "+" if minutes >= 0 else "-"
+        hours, rest = divmod(abs(minutes), 60)
+        return f"{local.isoformat(timespec='milliseconds')}{sign}{hours:02d}:{rest:02d}"
 
-    def times(self) -> dict[str, str | int]:
-        """created <= first_seen <= last_seen, modified >= created, all in [start, end)."""
-        modified, last_seen = self.moment(), self.moment()
-        created = self.moment(high_ms=min(modified, last_seen) + 1)
+    def times(self, span: tuple[int, int] | None = None) -> dict[str, str | int]:
+        """created <= first_seen <= last_seen, modified >= created, all in ``span`` (epoch ms
+        [low, high), by default the window [start, end))."""
+        low, high = span or (self.start_ms, self.start_ms + self.span_ms)
+        modified, last_seen = self.moment(low, high), self.moment(low, high)
+        created = self.moment(low, min(modified, last_seen) + 1)
         first_seen = self.moment(created, last_seen + 1)
         return {"created": self.timestamp(created), "first_seen_time": self.timestamp(first_seen),
                 "last_seen_time": self.timestamp(last_seen),
@@ -254,8 +264,9 @@ class _Generator:
 
     # ------------------------------------------------------------ companies
 
-    def company(self, index: int) -> tuple[dict[str, Any], str | None]:
-        """One company, and the warning its ttfhw should raise (if any)."""
+    def company(self, index: int, span: tuple[int, int] | None = None
+                ) -> tuple[dict[str, Any], str | None]:
+        """One company (its times in ``span``), and the warning its ttfhw should raise."""
         rng = self.rng
         noun = self.pick(_LAST).replace(" ", "").replace("'", "").lower()
         domain = f"{noun}{index}.example.com"
@@ -270,7 +281,7 @@ class _Generator:
         company["company_domain" if rng.random() < 0.7 else "domain_name"] = domain
         company["metadata"] = metadata
         company["ip_address"] = self.ip()
-        company.update(self.times())
+        company.update(self.times(span))
         roll, warning = rng.random(), None
         if roll < 0.80:
             company["ttfhw"] = self.between(30, 86_400)
@@ -297,8 +308,10 @@ class _Generator:
 
     # ------------------------------------------------------------ users
 
-    def user(self, index: int, n_companies: int) -> tuple[dict[str, Any], str | None]:
-        """One well-formed user, and the warning it should raise (a missing company)."""
+    def user(self, index: int, n_companies: int, span: tuple[int, int] | None = None
+             ) -> tuple[dict[str, Any], str | None]:
+        """One well-formed user (its times in ``span``), and the warning it should raise (a
+        missing company)."""
         rng = self.rng
         user_id = f"usr_{index:06d}"
         first, last = self.pick(_FIRST), self.pick(_LAST)
@@ -339,7 +352,7 @@ class _Generator:
                               "os_name": os_name, "os_major": os_major, "os_minor": os_minor,
                               "device": device}
         user["user_agent_string"] = agent
-        user.update(self.times())
+        user.update(self.times(span))
         if rng.random() < 0.2:
             user["clearbit"] = {
                 "person": {"name": {"fullName": f"{first} {last}", "givenName": first,
@@ -430,71 +443,147 @@ def _generate(gen: _Generator, n_users: int, n_companies: int, bad: bool) -> Dat
     return dataset
 
 
-# ---------------------------------------------------------------- a large account, streamed
+# ---------------------------------------------------------------- a large account, on disk
+
+# Users (or companies) drawn from one Random and sorted into one run by a worker process.
+ACCOUNT_PART = 50_000
+
 
 def generate_account(store: str | Path, n_users: int, *, seed: int = 0, start: datetime,
                      end: datetime, changed_share: float = 0.01,
-                     company_share: float = 0.0012, days_before: int = 30) -> dict[str, Any]:
-    """An account of ``n_users`` written straight into a stand-in store
-    (``sandbox.moesif_store``), never all in memory: the hourly run of a large account.
+                     company_share: float = 0.0012, days_before: int = 30,
+                     workers: int | None = None) -> dict[str, Any]:
+    """An account of ``n_users`` written into a new stand-in store (``sandbox.moesif_store``),
+    never all in memory: the hourly run of a large account.
 
     Users are generated as by ``generate`` (N/20 companies), but only ``changed_share`` of
     them are changed or seen in ``[start, end)``; the others' four timestamps fall in the
     ``days_before`` days before it. ``company_share`` of the companies changed in the window,
     which brings their users in too (about 0.1% of users with the default). 1% of users are
-    bad, in the cycle of kinds ``generate`` uses. Returns the counts a run over the window
-    should see (also written beside the store as ``expected.json`` by the CLI).
-    """
-    from .moesif_store import StoreWriter
+    bad, in the cycle of kinds ``generate`` uses, from the start of each part.
 
-    gen = _Generator(seed, _utc(start), _utc(end))
-    past = (gen.start_ms - days_before * 86_400_000, gen.start_ms)
-    n_companies = max(1, n_users // 20)
-    writer = StoreWriter(store)
+    The documents are made in parts of ``ACCOUNT_PART``, each from its own Random (seeded
+    with ``seed`` and the part) by one of ``workers`` processes (default: one per core),
+    which sorts it into a run file beside the store; the runs are then merged into the
+    store (``moesif_store.merge_runs``). The account is the same whatever the number of
+    workers. Returns the counts a run over the window should see (also written beside the
+    store as ``expected.json`` by the CLI).
+    """
+    store = Path(store)
+    if store.exists():
+        raise FileExistsError(f"{store} exists: a store is written once, anew")
+    runs = store.with_name(store.name + ".runs")
+    shutil.rmtree(runs, ignore_errors=True)
+    runs.mkdir()
+    account = _Account(seed, _utc(start), _utc(end), n_users, changed_share, company_share,
+                       days_before, runs)
+    try:
+        # spawn, not fork: a caller (a test, the benchmark) may hold threads.
+        with ProcessPoolExecutor(workers or os.cpu_count(),
+                                 mp_context=multiprocessing.get_context("spawn")) as pool:
+            companies = list(pool.map(_companies_part, repeat(account),
+                                      *_parts(account.n_companies)))
+            changed = frozenset().union(*(part.changed for part in companies))
+            users = list(pool.map(_users_part, repeat(account), *_parts(n_users),
+                                  repeat(changed)))
+        merge_runs(store, {"companies": [part.run for part in companies],
+                           "users": [part.run for part in users]})
+    finally:
+        shutil.rmtree(runs, ignore_errors=True)
+    counts = {"users": n_users, "companies": account.n_companies, "in_window": 0,
+              "via_company": 0, "bad": 0, "companies_in_window": len(changed)}
+    for part in users:
+        for name, count in part.counts.items():
+            counts[name] += count
+    return counts
+
+
+def _parts(count: int) -> tuple[range, list[int]]:
+    """The first and the last (excluded) positions of each part of ``count`` documents."""
+    firsts = range(0, count, ACCOUNT_PART)
+    return firsts, [min(first + ACCOUNT_PART, count) for first in firsts]
+
+
+@dataclass(frozen=True)
+class _Account:
+    """What a large account's documents are a function of, and where its runs go."""
+
+    seed: int
+    start: datetime
+    end: datetime
+    n_users: int
+    changed_share: float
+    company_share: float
+    days_before: int
+    runs: Path
+
+    @property
+    def n_companies(self) -> int:
+        return max(1, self.n_users // 20)
+
+    @property
+    def past(self) -> tuple[int, int]:
+        """The span (epoch ms) of the times of the documents outside the window."""
+        start_ms = _epoch_ms(self.start)
+        return start_ms - self.days_before * 86_400_000, start_ms
+
+    def generator(self, part: str) -> _Generator:
+        return _Generator(self.seed, self.start, self.end, part)
+
+
+@dataclass(frozen=True)
+class _Part:
+    """A part of an account, written: its run, what it counted, the companies changed."""
+
+    run: Run
+    counts: dict[str, int] = field(default_factory=dict)
+    changed: frozenset[str] = frozenset()
+
+
+def _companies_part(account: _Account, first: int, last: int) -> _Part:
+    """Companies ``first`` to ``last`` (excluded) into a run."""
+    gen, past = account.generator(f"companies/{first}"), account.past
     changed: set[str] = set()
 
-    def companies() -> Iterator[dict[str, Any]]:
-        for index in range(n_companies):
-            company, _ = gen.company(index)
-            if gen.rng.random() < company_share:
+    def companies() -> Iterator[tuple[int, dict[str, Any]]]:
+        for index in range(first, last):
+            in_window = gen.rng.random() < account.company_share
+            company, _ = gen.company(index, None if in_window else past)
+            if in_window:
                 changed.add(company["company_id"])
-            else:
-                company.update(_times_in(gen, *past))
-            yield company
+            yield index, company
 
-    counts = {"users": n_users, "companies": n_companies, "in_window": 0, "via_company": 0,
-              "bad": 0, "companies_in_window": 0}
+    run = _write_run(account.runs / f"companies-{first:09d}", "companies", companies())
+    return _Part(run, changed=frozenset(changed))
 
-    def users() -> Iterator[dict[str, Any]]:
-        for index in range(n_users):
-            user, _ = gen.user(index, n_companies)
-            in_window = gen.rng.random() < changed_share
-            if not in_window:
-                user.update(_times_in(gen, *past))
+
+def _users_part(account: _Account, first: int, last: int, changed: frozenset[str]) -> _Part:
+    """Users ``first`` to ``last`` (excluded) into a run, and their counts (users in the
+    window, members of a ``changed`` company outside it, bad users)."""
+    gen, past = account.generator(f"users/{first}"), account.past
+    counts = {"in_window": 0, "via_company": 0, "bad": 0}
+
+    def users() -> Iterator[tuple[int, dict[str, Any]]]:
+        for index in range(first, last):
+            in_window = gen.rng.random() < account.changed_share
+            user, _ = gen.user(index, account.n_companies, None if in_window else past)
             if gen.rng.random() < 0.01:
                 gen.spoil(user, _BAD_CYCLE[counts["bad"] % len(_BAD_CYCLE)], index)
                 counts["bad"] += 1
             if in_window:
                 counts["in_window"] += 1
-            elif isinstance(user, dict) and user.get("company_id") in changed:
+            elif user.get("company_id") in changed:
                 counts["via_company"] += 1
-            yield user
+            yield index, user
 
+    run = _write_run(account.runs / f"users-{first:09d}", "users", users())
+    return _Part(run, counts)
+
+
+def _write_run(path: Path, collection: str, documents: Iterator[tuple[int, Any]]) -> Run:
     with gc_paused():
-        writer.add("companies", companies())
-        writer.add("users", users())
-    writer.close()
-    counts["companies_in_window"] = len(changed)
-    return counts
-
-
-def _times_in(gen: _Generator, low: int, high: int) -> dict[str, str | int]:
-    """created <= first_seen <= last_seen, modified >= created, all in [low, high)."""
-    modified, last_seen = gen.moment(low, high), gen.moment(low, high)
-    created = gen.moment(low, min(modified, last_seen) + 1)
-    first_seen = gen.moment(created, last_seen + 1)
-    return {"created": gen.timestamp(created), "first_seen_time": gen.timestamp(first_seen),
-            "last_seen_time": gen.timestamp(last_seen), "modified_time": gen.timestamp(modified)}
+        # Generated documents hold no NaN, which dumps_exact would look for in each.
+        return write_run(path, collection, documents, dumps=orjson.dumps)
 
 
 def _utc(moment: datetime) -> datetime:

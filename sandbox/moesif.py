@@ -114,10 +114,13 @@ class _Doc:
     times: tuple[int | None, ...]  # TIME_FIELDS as epoch ms, None when missing or bad
 
     @classmethod
-    def of(cls, source: Any, doc_id: str, order: int) -> _Doc:
+    def of(cls, source: Any, doc_id: str, order: int,
+           dumps: Callable[[Any], bytes] = dumps_exact) -> _Doc:
+        """``dumps`` writes the source: ``orjson.dumps`` will do for one known to hold no NaN
+        (generated data), which spares ``dumps_exact`` reading back every output with a null."""
         times = (tuple(parse_timestamp_ms(source.get(name)) for name in TIME_FIELDS)
                  if isinstance(source, dict) else _NO_TIMES)
-        head = b'{"_id":' + dumps_exact(doc_id) + b',"_source":' + dumps_exact(source)
+        head = b'{"_id":' + dumps_exact(doc_id) + b',"_source":' + dumps(source)
         return cls(order, doc_id, source, head, times)
 
 
@@ -681,12 +684,8 @@ class Collection:
             version, docs = self._snapshot()
             types: dict[str, dict[str, Any] | None] = {}
             for doc in docs:
-                if isinstance(doc.source, dict):
-                    for name, value in doc.source.items():
-                        if types.get(name) is None:
-                            types[name] = _es_type(name, value)
-            mapping = orjson.dumps(
-                {name: kind or {"type": "keyword"} for name, kind in types.items()})
+                note_types(types, doc.source)
+            mapping = mapping_json(types)
             with self._lock:
                 if version == self._version:
                     self._mapping = mapping
@@ -694,6 +693,20 @@ class Collection:
 
 
 _TEXT_WITH_RAW = {"type": "text", "fields": {"raw": {"type": "keyword"}}}
+
+
+def note_types(types: dict[str, dict[str, Any] | None], source: Any) -> None:
+    """Add the fields of ``source`` to ``types`` (documents given in load order): a field's
+    type is that of its first value that has one."""
+    if isinstance(source, dict):
+        for name, value in source.items():
+            if types.get(name) is None:
+                types[name] = _es_type(name, value)
+
+
+def mapping_json(types: dict[str, dict[str, Any] | None]) -> bytes:
+    """The mapping of fields typed by ``note_types`` (a field never typed is a keyword)."""
+    return orjson.dumps({name: kind or {"type": "keyword"} for name, kind in types.items()})
 
 
 def _es_type(name: str, value: Any) -> dict[str, Any] | None:

@@ -23,10 +23,19 @@ The documents are written in the order the sync reads them (``modified_time``
 ascending, missing last, then ``_id``): a row's number is its place in that
 order, so a full pass reads the file from start to end. A store larger than
 memory, read in load order instead, costs a random read per document (a ten
-million user store: 24 GB). The writer therefore appends in load order to a
-file beside the store (``<store>.loading``) and then copies it into the store
-sorted, in slices of ``modified_time`` of about a gigabyte (each one pass over
-that file and one sort by SQLite): writing a store takes room for it twice.
+million user store: 24 GB). There are two ways to write one in that order:
+
+- ``StoreWriter`` (``build_store``) takes documents as the in-memory stand-in
+  loads them, a later one replacing an earlier one of the same id. It appends
+  them in load order to a file beside the store (``<store>.loading``) and then
+  copies it into the store sorted, in slices of ``modified_time`` of about a
+  gigabyte (each one pass over that file and one sort by SQLite).
+- ``write_run`` and ``merge_runs``, for documents whose ids are known to be
+  unique (``sandbox.datagen --account``): each batch of documents, sorted in
+  memory, is a run file, which a worker process can write; the runs are then
+  merged into the store in one pass over each.
+
+Either way, writing a store takes room for it twice.
 
 Build one with ``python -m sandbox.moesif_store --users U.jsonl --companies
 C.jsonl --out store.sqlite``, or with ``sandbox.datagen --account``, and
@@ -39,14 +48,18 @@ from __future__ import annotations
 
 import argparse
 import bisect
+import heapq
 import itertools
 import math
+import operator
+import pickle
 import sqlite3
 import threading
 import time
 from array import array
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -63,12 +76,13 @@ from .moesif import (
     Sort,
     _clauses,
     _Doc,
-    _es_type,
     _keywords,
     _minimum_should_match,
     _own_id,
     _single,
     _term_values,
+    mapping_json,
+    note_types,
     page_request,
     parse_timestamp_ms,
     range_clause,
@@ -101,6 +115,8 @@ _INDEXES = ["CREATE UNIQUE INDEX IF NOT EXISTS docs_id ON docs (collection, id)"
 _WRITING = "PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF; PRAGMA cache_size = -262144;"
 # Documents of one slice of the copy: sorted by SQLite in memory or in its temporary files.
 SLICE_BYTES = 1 << 30
+# Rows of a run file per pickled block: what the merge holds of each run at a time.
+_RUN_BLOCK = 500
 
 
 # ---------------------------------------------------------------- building
@@ -149,23 +165,18 @@ class StoreWriter:
             doc = _Doc.of(source, doc_id or f"_doc{order}", order)
             db.execute("INSERT INTO docs VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                        (collection, order, _key(doc.id), *doc.times, doc.head))
-            if isinstance(source, dict):
-                for field in {"company_id", id_field}:
-                    db.executemany("INSERT INTO keywords VALUES (?, ?, ?, ?)",
-                                   [(collection, field, key, order)
-                                    for key in dict.fromkeys(_keywords(source.get(field)))])
-                for name, value in source.items():
-                    if types.get(name) is None:
-                        types[name] = _es_type(name, value)
+            db.executemany("INSERT INTO keywords VALUES (?, ?, ?, ?)",
+                           [(collection, field, key, order)
+                            for field, key in _keyword_rows(source, id_field)])
+            note_types(types, source)
             self.written[collection] += 1
 
     def close(self) -> None:
         for collection, types in self._types.items():
             if collection in self._replaced:  # from the documents held now, in load order
                 types = self._held_types(collection)
-            mapping = {name: kind or {"type": "keyword"} for name, kind in types.items()}
             self._db.execute("INSERT OR REPLACE INTO mappings VALUES (?, ?)",
-                             (collection, orjson.dumps(mapping)))
+                             (collection, mapping_json(types)))
         self._db.execute("COMMIT")
         self._db.close()
         relayout(self._loading, self._path)
@@ -175,10 +186,7 @@ class StoreWriter:
         types: dict[str, Any] = {}
         for head, in self._db.execute("SELECT head FROM docs WHERE collection = ? ORDER BY ord",
                                       (collection,)):
-            source = loads_lenient(head + b"}")["_source"]
-            for name, value in source.items() if isinstance(source, dict) else ():
-                if types.get(name) is None:
-                    types[name] = _es_type(name, value)
+            note_types(types, loads_lenient(head + b"}")["_source"])
         return types
 
 
@@ -217,10 +225,15 @@ def relayout(source: str | Path, out: str | Path, *, slice_bytes: int = SLICE_BY
                        f"ORDER BY {_SYNC_ORDER}", [collection, *params])
     db.execute("COMMIT")
     db.execute("DETACH DATABASE source")
+    _index(db)
+    db.close()
+
+
+def _index(db: sqlite3.Connection) -> None:
+    """The indexes of a store whose rows are all in, and the statistics the planner reads."""
     for index in _INDEXES:
         db.execute(index)
     db.execute("ANALYZE")
-    db.close()
 
 
 def _slices(db: sqlite3.Connection, collection: str, count: int,
@@ -244,6 +257,104 @@ def _slices(db: sqlite3.Connection, collection: str, count: int,
 
 def _key(doc_id: str) -> bytes:
     return doc_id.encode("utf-8", "surrogatepass")
+
+
+def _keyword_rows(source: Any, id_field: str) -> list[tuple[str, str]]:
+    """(field, key) of the keyword values a ``term`` query on ``company_id`` or the id field
+    finds the document by."""
+    if not isinstance(source, dict):
+        return []
+    return [(field, key) for field in dict.fromkeys(("company_id", id_field))
+            for key in dict.fromkeys(_keywords(source.get(field)))]
+
+
+# ---------------------------------------------------------------- building from sorted runs
+
+@dataclass(frozen=True)
+class Run:
+    """The files of ``write_run``: its documents' rows in the sync's order and their keyword
+    rows; and the documents' field types, in load order."""
+
+    docs: Path
+    keywords: Path
+    types: dict[str, Any]
+
+
+# A run's row: the sync's order first, as tuples compare (the load order is unique, so no
+# comparison goes past it), then the rest of the docs row; ``_DOC_VALUES`` picks that row.
+_DOC_VALUES = operator.itemgetter(4, 3, 2, 5, 6, 7, 8, 9)
+
+
+def write_run(path: str | Path, collection: str, documents: Iterable[tuple[int, Any]], *,
+              dumps: Callable[[Any], bytes] = dumps_exact) -> Run:
+    """Write ``documents`` of ``collection``, each given with its load order, into a run for
+    ``merge_runs``: ``<path>.docs``, their rows sorted in the sync's order (in memory), and
+    ``<path>.keywords``.
+
+    Their ids must be unique in the collection (no document replaces another, as one may
+    in ``StoreWriter``); one without a usable id gets ``_doc<order>``. ``dumps`` writes a
+    source (``_Doc.of``)."""
+    id_field = ID_FIELDS[collection]
+    rows, keywords, types = [], [], {}
+    for order, source in documents:
+        doc = _Doc.of(source, _own_id(source, id_field) or f"_doc{order}", order, dumps)
+        modified = doc.times[_TIME_INDEX["modified_time"]]
+        rows.append((modified is None, modified or 0, _key(doc.id), order, collection,
+                     *doc.times, doc.head))
+        keywords += [(collection, field, key, order)
+                     for field, key in _keyword_rows(source, id_field)]
+        note_types(types, source)
+    rows.sort()
+    run = Run(Path(f"{path}.docs"), Path(f"{path}.keywords"), types)
+    _write_blocks(run.docs, rows)
+    _write_blocks(run.keywords, keywords)
+    return run
+
+
+def merge_runs(path: str | Path, runs: dict[str, list[Run]]) -> None:
+    """Write a new store at ``path`` from the runs of each collection (given in load order,
+    which the mapping's field order follows): their rows merged into the sync's order,
+    reading each run once, in sequence. The run files are deleted once read, so that the
+    store's indexes are built with room on disk and in the page cache."""
+    path = Path(path)
+    if path.exists():
+        raise FileExistsError(f"{path} exists: a store is written once, anew")
+    db = sqlite3.connect(path, isolation_level=None)
+    db.executescript(_WRITING + _SCHEMA)
+    db.execute("BEGIN")
+    for collection in sorted(runs):  # as relayout: companies first
+        types: dict[str, Any] = {}
+        for run in runs[collection]:
+            for name, kind in run.types.items():
+                if types.get(name) is None:
+                    types[name] = kind
+            db.executemany("INSERT INTO keywords VALUES (?, ?, ?, ?)", _read_blocks(run.keywords))
+            run.keywords.unlink()
+        db.execute("INSERT INTO mappings VALUES (?, ?)", (collection, mapping_json(types)))
+        merged = heapq.merge(*(_read_blocks(run.docs) for run in runs[collection]))
+        db.executemany(f"INSERT INTO docs ({_DOC_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                       map(_DOC_VALUES, merged))
+        for run in runs[collection]:
+            run.docs.unlink()
+    db.execute("COMMIT")
+    _index(db)
+    db.close()
+
+
+def _write_blocks(path: Path, rows: list[tuple]) -> None:
+    with open(path, "wb") as out:
+        for at in range(0, len(rows), _RUN_BLOCK):
+            pickle.dump(rows[at:at + _RUN_BLOCK], out, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _read_blocks(path: Path) -> Iterator[tuple]:
+    with open(path, "rb") as rows:
+        while True:
+            try:
+                block = pickle.load(rows)
+            except EOFError:
+                return
+            yield from block
 
 
 # ---------------------------------------------------------------- queries as SQL

@@ -12,6 +12,7 @@ import pytest
 import requests
 
 from moesif_segment_sync import moesif as queries
+from sandbox import datagen
 from sandbox._http import HttpError
 from sandbox._json import loads_lenient
 from sandbox.datagen import generate
@@ -152,12 +153,32 @@ def test_the_server_serves_a_store_over_http(pair):
     assert len(answer.json()["hits"]["hits"]) == 3
 
 
-def test_a_generated_account_has_the_counts_it_says_in_and_out_of_the_window(tmp_path):
-    from sandbox.datagen import generate_account
+def generate_in_parts(path, *, workers: int) -> dict:
+    """A 4,000-user account generated in parts of 1,000 users (the part size is a module
+    setting read where the parts are cut, in this process)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(datagen, "ACCOUNT_PART", 1_000)
+        return datagen.generate_account(path, 4_000, seed=5, start=START, end=END,
+                                        changed_share=0.05, company_share=0.05,
+                                        workers=workers)
 
-    path = tmp_path / "account.sqlite"
-    counts = generate_account(path, 4_000, seed=5, start=START, end=END, changed_share=0.05,
-                              company_share=0.05)
+
+@pytest.fixture(scope="module")
+def account(tmp_path_factory):
+    """A generated account in a store, and the counts it says a run should see."""
+    path = tmp_path_factory.mktemp("account") / "store.sqlite"
+    return path, generate_in_parts(path, workers=2)
+
+
+def held_documents(path, collection: str) -> list:
+    """A store's documents in load order, as the in-memory stand-in would load them."""
+    with closing(sqlite3.connect(path)) as db:
+        return [loads_lenient(head + b"}")["_source"] for head, in db.execute(
+            "SELECT head FROM docs WHERE collection = ? ORDER BY ord", (collection,))]
+
+
+def test_a_generated_account_has_the_counts_it_says_in_and_out_of_the_window(account):
+    path, counts = account
     users, companies = (MoesifStandIn(store=str(path)).collections[name]
                         for name in ("users", "companies"))
     changed = [hit["_id"] for page in pages(companies, queries.changed_in_window(START, END),
@@ -170,4 +191,41 @@ def test_a_generated_account_has_the_counts_it_says_in_and_out_of_the_window(tmp
     assert 100 < counts["in_window"] < 300  # 5% of 4,000
     assert users.count(queries.members_of(changed, not_changed_in=(START, END))) == counts[
         "via_company"] > 0
-    assert counts["bad"] > 0
+    assert 20 < counts["bad"] < 60  # 1% of 4,000
+
+
+def test_a_generated_account_answers_as_its_documents_do_in_memory(account):
+    path, _ = account
+    users, companies = held_documents(path, "users"), held_documents(path, "companies")
+    memory = MoesifStandIn(users, companies).collections
+    disk = MoesifStandIn(store=str(path)).collections
+    changed = [hit["_id"] for page in pages(memory["companies"], queries.changed_in_window(
+        START, END), size=50) for hit in orjson.loads(page)["hits"]["hits"]]
+
+    for entity, query in [
+            ("users", queries.changed_in_window(START, END)),
+            ("users", queries.members_of(changed, not_changed_in=(START, END))),
+            ("users", queries.everything()),
+            ("companies", queries.everything())]:
+        assert pages(disk[entity], query, size=333) == pages(memory[entity], query, size=333)
+    for name in ("created", "first_seen_time", "last_seen_time"):
+        sort = [{name: {"order": "desc"}}, {"_id": {"order": "asc"}}]
+        assert pages(disk["users"], None, size=999, sort=sort) == pages(memory["users"], None,
+                                                                         size=999, sort=sort)
+    for entity in ("users", "companies"):
+        assert disk[entity].mapping() == memory[entity].mapping()
+        full_pass = [hit["_id"] for page in pages(memory[entity], queries.everything(), size=500)
+                     for hit in loads_lenient(page)["hits"]["hits"]]
+        assert stored_ids(path, entity) == full_pass
+
+
+def test_a_generated_account_is_the_same_whatever_the_number_of_workers(account, tmp_path):
+    path, counts = account
+    alone = tmp_path / "store.sqlite"
+
+    assert generate_in_parts(alone, workers=1) == counts
+    with closing(sqlite3.connect(path)) as db, closing(sqlite3.connect(alone)) as other:
+        for query in ("SELECT * FROM docs ORDER BY rowid", "SELECT * FROM mappings",
+                      "SELECT * FROM keywords ORDER BY collection, ord, field, key"):
+            assert other.execute(query).fetchall() == db.execute(query).fetchall()
+    assert list(tmp_path.iterdir()) == [alone]  # the runs are gone
