@@ -20,7 +20,7 @@ from tests.support import DAG_ID
 
 world = test_dag_e2e.world  # the same stand-ins and data (with the golden user and company)
 
-# The golden user's group call, written out from the mapping table of trait-mapping.md.
+# The golden user's group call, written out from trait-mapping.md's "The group call".
 GOLDEN_GROUP = {
     "type": "group",
     "userId": "usr_golden",
@@ -28,13 +28,7 @@ GOLDEN_GROUP = {
     "timestamp": "2026-11-25T00:10:00.123Z",  # the company's modified_time
     "context": {"active": False,
                 "library": {"name": "moesif-segment-sync", "version": __version__}},
-    "traits": {
-        "id": "cmp_golden", "name": "Golden Corp", "created": "2023-07-27T21:52:58.099Z",
-        "modifiedTime": "2026-11-25T00:10:00.123Z", "firstSeenTime": "2023-11-14T22:13:20.123Z",
-        "lastSeenTime": "2026-11-25T00:10:00.000Z", "ipAddress": "203.0.113.9",
-        "companyDomain": "golden.example.com", "ttfhw_s": 12,
-        "metadata": {"name": " Golden Corp ", "plan": "enterprise", "seats": None},
-    },
+    "traits": GOLDEN_MESSAGE["traits"]["company"],  # exactly the identify's traits.company
 }
 
 
