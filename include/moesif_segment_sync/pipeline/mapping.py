@@ -291,9 +291,9 @@ def identify(record: object, company: dict | None, *, default_timestamp: str,
         "context": context,
         "traits": traits,
     }
-    body = _serialize(message, strict_json)
-    if len(body) > SEGMENT_MAX_MESSAGE_BYTES:
-        return _oversize("message", body, user_id)
+    body = _sized("message", message, user_id, strict_json)
+    if isinstance(body, Rejected):
+        return body
     group_call = None
     if group_calls and "company" in traits:
         group_call = group(user_id, traits["company"], default_timestamp=default_timestamp,
@@ -320,9 +320,9 @@ def group(user_id: str, company: dict, *, default_timestamp: str,
         "context": context,
         "traits": company,
     }
-    body = _serialize(message, strict_json)
-    if len(body) > SEGMENT_MAX_MESSAGE_BYTES:
-        return _oversize("group call", body, user_id)
+    body = _sized("group call", message, user_id, strict_json)
+    if isinstance(body, Rejected):
+        return body
     return Message(user_id, message["messageId"], body)
 
 
@@ -331,7 +331,11 @@ def _message_id(prefix: str, user_id: str, content: bytes) -> str:
         user_id.encode("utf-8", "surrogatepass") + b"\n" + content).hexdigest()
 
 
-def _oversize(what: str, body: bytes, user_id: str) -> Rejected:
+def _sized(what: str, message: dict, user_id: str, strict_json: bool) -> bytes | Rejected:
+    """``message`` serialized, or an oversize reject when Segment would refuse its size."""
+    body = _serialize(message, strict_json)
+    if len(body) <= SEGMENT_MAX_MESSAGE_BYTES:
+        return body
     return Rejected(RejectKind.OVERSIZE,
                     f"{what} is {len(body):,} bytes of JSON, over Segment's 32 KB limit "
                     f"({SEGMENT_MAX_MESSAGE_BYTES:,} bytes)", user_id)
