@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
+import orjson
+
 from moesif_segment_sync.pipeline import plan, staging
 from moesif_segment_sync.pipeline.staging import Staging
 
@@ -28,6 +30,15 @@ def messages(stage: Staging) -> Iterator[bytes]:
     """The run's identify messages, one serialized message per item, in staged order."""
     for name in message_files(stage):
         yield from stage.lines(name)
+
+
+def messages_by_user(stage: Staging) -> Iterator[tuple[str, bytes]]:
+    """(userId, message) of each identify message, in staged order: the userId is read from
+    the shard's heads file, line for line with its messages, so no message is parsed."""
+    for shard, name in enumerate(message_files(stage)):
+        heads = stage.lines(staging.heads_file(shard))
+        for head, line in zip(heads, stage.lines(name), strict=True):
+            yield orjson.loads(head)[0], line
 
 
 def write_messages(stage: Staging, lines: Iterable[bytes]) -> int:

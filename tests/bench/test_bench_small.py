@@ -12,14 +12,18 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from bench import staged
-from bench.checks import check_identity
+from bench.checks import check_identity, check_identity_store
 from bench.config import DAG_ID
 from moesif_segment_sync.pipeline.staging import Staging
+from sandbox._json import loads_lenient
+from sandbox.moesif_store import build_store
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.airflow
@@ -86,16 +90,51 @@ def test_the_message_identity_check_passed_on_every_user(bench):
     assert check["n_mismatched"] == 0
 
 
-def test_the_identity_check_catches_one_changed_byte(bench):
+@pytest.fixture(scope="module")
+def tampered(bench) -> Staging:
+    """The benchmark's staged messages with one byte of the eighth changed."""
     _, work = bench
     root = (work / "staging").as_uri()
     source, tampered = Staging(root, DAG_ID, "bench"), Staging(root, DAG_ID, "tampered")
     staged.write_messages(tampered, (
         line.replace(b'"active":false', b'"active":true', 1) if number == 7 else line
         for number, line in enumerate(staged.messages(source))))
+    return tampered
 
+
+def test_the_identity_check_catches_one_changed_byte(bench, tampered):
+    _, work = bench
     check = check_identity(work / "data" / "users.jsonl", work / "data" / "companies.jsonl",
                            tampered, n_users=N_USERS, sample=N_USERS)
 
     assert not check["passed"]
     assert check["n_mismatched"] == 1
+
+
+@pytest.mark.parametrize(("sample", "sampled"), [(N_USERS, N_USERS), (37, 38)])
+def test_the_identity_check_reads_a_store_as_it_reads_the_files(bench, tampered, tmp_path,
+                                                                sample, sampled):
+    """A ten-million-user account is a store (``--store``): the check reads only its
+    companies and its sampled users, and must sample and judge exactly as from the files."""
+    _, work = bench
+    users, companies = work / "data" / "users.jsonl", work / "data" / "companies.jsonl"
+    store = tmp_path / "store.sqlite"
+    build_store(store, _records(users), _records(companies))
+    source = Staging((work / "staging").as_uri(), DAG_ID, "bench")
+
+    checks = {name: (check_identity(users, companies, stage, n_users=N_USERS, sample=sample),
+                     check_identity_store(store, stage, n_users=N_USERS, sample=sample))
+              for name, stage in (("source", source), ("tampered", tampered))}
+
+    for from_files, from_store in checks.values():
+        assert from_store == from_files
+        assert from_store["sampled"] == sampled
+    assert checks["source"][1]["passed"]
+    if sample == N_USERS:
+        assert checks["tampered"][1]["n_mismatched"] == 1
+
+
+def _records(path: Path) -> Iterator[Any]:
+    with path.open("rb") as lines:
+        for line in lines:
+            yield loads_lenient(line)
