@@ -7,6 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import orjson
 import pytest
+import zstandard
 
 from moesif_segment_sync.pipeline import diff
 
@@ -28,6 +29,17 @@ def test_a_packed_message_reads_back_exactly_and_is_smaller():
 def test_content_an_earlier_release_deflated_is_still_read():
     deflate = zlib.compressobj(6, zlib.DEFLATED, -zlib.MAX_WBITS, zdict=diff.ZDICT)
     packed = b"\x01" + deflate.compress(MESSAGE) + deflate.flush()
+    assert diff.unpack(packed) == orjson.loads(MESSAGE)
+
+
+def test_content_packed_at_the_earlier_zstd_level_is_still_read():
+    """Stores hold content packed at zstd's level 3 with its default tables (the release
+    before): the dictionary is the same, so it reads back."""
+    zdict = zstandard.ZstdCompressionDict(diff.ZDICT, dict_type=zstandard.DICT_TYPE_RAWCONTENT)
+    level_3 = zstandard.ZstdCompressor(level=3, dict_data=zdict, write_checksum=False,
+                                       write_dict_id=False)
+    packed = b"\x02" + level_3.compress(MESSAGE)
+    assert packed != diff.pack(MESSAGE)
     assert diff.unpack(packed) == orjson.loads(MESSAGE)
 
 
