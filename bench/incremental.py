@@ -6,7 +6,8 @@ and 0.12% of the companies changed in it (which brings in about 0.1% of the
 users through their company). The audit store holds the state of all N users,
 as a previous full sync left it (``bench.state_store.fill``, not timed), so
 every lookup and every upsert of the run is against an N-row
-``sync_user_state``.
+``sync_user_state``; each row keeps ``--content`` bytes (default 620: about
+what a packed message takes, kept by default for the diff preview).
 
 Then the run's four stages, each in a fresh process (``bench.worker``) exactly
 as ``bench.run`` times them: ``extract_users``, ``extract_companies``,
@@ -40,7 +41,7 @@ from .run import Workspace, machine
 RUN_ID = "incremental"
 
 
-def filled_state(url: str, users: int, cache: Path | None) -> float:
+def filled_state(url: str, users: int, cache: Path | None, content_bytes: int) -> float:
     """Fill the audit store at ``url`` with N users' state; a SQLite one is copied from
     ``cache`` when that holds the same N (filling 10M rows takes minutes)."""
     if url.startswith("sqlite") and cache is not None:
@@ -50,7 +51,7 @@ def filled_state(url: str, users: int, cache: Path | None) -> float:
             return 0.0
     store = AuditStore(url)
     try:
-        seconds = state_store.fill(store, users)
+        seconds = state_store.fill(store, users, content_bytes)
     finally:
         store.close()
     if url.startswith("sqlite") and cache is not None:
@@ -66,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
                                                   " reused when it holds N users)")
     parser.add_argument("--work", type=Path, help="work folder (default: a temporary one)")
     parser.add_argument("--postgres", action="store_true", help="audit store in PostgreSQL")
+    parser.add_argument("--content", type=int, default=620, metavar="B",
+                        help="bytes of kept content in each user's state row (0: none)")
     parser.add_argument("--dags-test", action="store_true",
                         help="then the same hour through `airflow dags test` (SQLite only), on "
                              "a fresh copy of the N users' state")
@@ -91,8 +94,8 @@ def main(argv: list[str] | None = None) -> int:
             cache = None
         else:
             audit_url = f"sqlite:///{root / 'audit' / f'{RUN_ID}.db'}"
-            cache = data / f"state-{args.users}.db"
-        fill_s = filled_state(audit_url, args.users, cache)
+            cache = data / f"state-{args.users}-content-{args.content}.db"
+        fill_s = filled_state(audit_url, args.users, cache, args.content)
         say(f"audit store holds {args.users:,} users' state (filled in {fill_s:.0f} s)")
         segment = stack.enter_context(SegmentStandIn(work.logs / "segment.log", WRITE_KEY))
         moesif = stack.enter_context(StandIn("moesif", [
@@ -122,7 +125,8 @@ def main(argv: list[str] | None = None) -> int:
                              f" sent {loaded['sent']}, stand-in {received}")
         stages["transform"]["summary"] = built
         results = {
-            "n_users": args.users, "account": expected, "audit_store": audit_url.split(":")[0],
+            "n_users": args.users, "account": expected, "content_bytes": args.content,
+            "audit_store": audit_url.split(":")[0],
             "considered": built["considered"], "sent": loaded["sent"],
             "rejected": built["rejected"], "stages": stages,
             "seconds": round(sum(stage["seconds"] for stage in stages.values()), 2),
