@@ -221,3 +221,35 @@ def test_accepted_at_reads_back_as_the_batch_time_after_a_fold(audit_url):
     assert accepted_at == finished_at
     assert len(stored) == 1  # the same text in both tables: written the same way
     assert accepted_at.replace(tzinfo=UTC) >= before.replace(microsecond=0) - timedelta(seconds=1)
+
+
+def test_kept_content_past_its_retention_is_forgotten_once_a_day(audit_url):
+    """A purge reads every row of the DAG's state, so the audit's purge after each run does
+    its work once a day: content is forgotten at most a day after its retention passed."""
+    store = AuditStore(audit_url)
+    other = RunKey("another_dag", KEY.run_id)
+    store.record_batch(KEY, BatchEntry(0, 1, "sent", 2, 9, 1), accepted=[
+        ("u1", "m-1-a", None, b"kept-1"), ("u2", "m-2-a", None, b"kept-2")])
+    store.fold_user_state(KEY.dag_id)
+    store.record_batch(KEY, BatchEntry(0, 2, "sent", 1, 9, 1),
+                       accepted=[("u3", "m-3-a", None, b"kept-3")])  # left in the delta
+    store.record_batch(other, BatchEntry(0, 1, "sent", 1, 9, 1),
+                       accepted=[("u1", "m-1-x", None, b"other")])
+    start = datetime.now(UTC)
+    past_everything = start + timedelta(hours=1)
+
+    def kept(dag_id: str) -> dict:
+        found = store.accepted_content(dag_id, ["u1", "u2", "u3"])
+        return {user: content for user, (_, content) in found.items()}
+
+    assert store.purge_content(KEY.dag_id, start - timedelta(days=30), at=start) == 0
+    assert store.purge_content(KEY.dag_id, past_everything,
+                               at=start + timedelta(hours=23)) == 0  # the day's purge is done
+    assert kept(KEY.dag_id) == {"u1": b"kept-1", "u2": b"kept-2", "u3": b"kept-3"}
+
+    assert store.purge_content(KEY.dag_id, past_everything, at=start + timedelta(hours=24)) == 3
+
+    assert kept(KEY.dag_id) == {"u1": None, "u2": None, "u3": None}
+    assert kept(other.dag_id) == {"u1": b"other"}  # another DAG's purge is its own
+    assert store.purge_content(other.dag_id, past_everything, at=start) == 1
+    store.close()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -22,7 +22,8 @@ from ..errors import AccountingError, ConfigError, SyncError
 
 SCHEMA_VERSION = 4
 # Columns each version added to a store created by an earlier one: {version: [(table, column)]}.
-# (Version 3 also added a table, sync_user_state_delta, which create_all makes.)
+# (Version 3 also added a table, sync_user_state_delta, which create_all makes; so does a
+# store of any version gain sync_content_purges, which needs no version of its own.)
 _ADDED = {2: [("sync_runs", "failed_task"), ("sync_runs", "notes")],
           4: [(table, column) for table in ("sync_user_state", "sync_user_state_delta")
               for column in ("traits_mask", "content")]}
@@ -157,6 +158,15 @@ user_state_delta = sa.Table(
               autoincrement=True),
     *_accepted_columns(keyed=False),
 )
+# When the kept content of a DAG's users was last purged (``purge_content``): a purge reads every
+# row of the DAG's state, so it runs once a day, not once a run.
+content_purges = sa.Table(
+    "sync_content_purges", metadata,
+    sa.Column("dag_id", sa.String(250), primary_key=True),
+    sa.Column("purged_at", sa.DateTime(timezone=True), nullable=False),
+)
+# Content is forgotten at most this long after its retention passed.
+PURGE_EVERY = timedelta(days=1)
 _STATE_COLUMNS = [column.name for column in user_state.columns]
 _DELTA_COLUMNS = [column.name for column in user_state_delta.columns if column.name != "seq"]
 
@@ -378,15 +388,24 @@ class AuditStore:
                                  in db.execute(query, {"user_ids": chunk}))
         return found
 
-    def purge_content(self, dag_id: str, before: datetime) -> int:
+    def purge_content(self, dag_id: str, before: datetime, *, at: datetime | None = None) -> int:
         """Forget the kept content of the DAG's messages Segment accepted before ``before``
-        (``MOESIF_SEGMENT_CONTENT_RETENTION``); returns how many were forgotten."""
+        (``MOESIF_SEGMENT_CONTENT_RETENTION``); returns how many were forgotten. The purge
+        reads every row of the DAG's state (9 s at ten million users), so it runs when the
+        last one is ``PURGE_EVERY`` old or more, and otherwise returns 0 at once."""
+        at = at or now()
         purged = 0
         with self._writing() as db:
+            last = db.scalar(sa.select(content_purges.c.purged_at).where(
+                content_purges.c.dag_id == dag_id))
+            if last is not None and at - _as_utc(last) < PURGE_EVERY:
+                return 0
             for table in (user_state, user_state_delta):
                 purged += db.execute(table.update().where(
                     table.c.dag_id == dag_id, table.c.accepted_at < before,
                     table.c.content.is_not(None)).values(content=None)).rowcount
+            db.execute(content_purges.delete().where(content_purges.c.dag_id == dag_id))
+            db.execute(content_purges.insert().values(dag_id=dag_id, purged_at=at))
         return purged
 
     # ---------------------------------------------------------------- runs and rejects
