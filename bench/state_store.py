@@ -39,7 +39,7 @@ import sqlalchemy as sa
 
 from moesif_segment_sync.pipeline import plan, staging
 from moesif_segment_sync.store import AuditStore, BatchEntry, RunKey
-from moesif_segment_sync.store.audit import now, user_state
+from moesif_segment_sync.store.audit import content_purges, now, user_state
 
 from .config import DAG_ID
 
@@ -64,7 +64,8 @@ def content(index: int, version: int, size: int) -> bytes | None:
 
 
 def fill(store: AuditStore, rows: int, content_bytes: int = 0) -> float:
-    """``rows`` users' state as one earlier run left it, in key order; returns seconds."""
+    """``rows`` users' state as one earlier run left it, in key order, its audit having
+    purged old content (as a run's does once a day); returns seconds."""
     started = time.perf_counter()
     at = now()
     order = sorted(range(rows), key=user_id)
@@ -76,6 +77,7 @@ def fill(store: AuditStore, rows: int, content_bytes: int = 0) -> float:
                  "run_id": "full", "shard": 0, "batch_no": 1,
                  "content": content(i, 0, content_bytes)}
                 for i in order[first:first + FILL_CHUNK]])
+        db.execute(content_purges.insert().values(dag_id=DAG_ID, purged_at=at))
     if store.engine.dialect.name == "postgresql":
         with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as db:
             db.execute(sa.text("VACUUM ANALYZE sync_user_state"))
