@@ -75,7 +75,7 @@ def unpack(packed: bytes) -> dict:
 # of the 48 µs a message took; a zstd context is made once per thread and reused, with the
 # dictionary digested once. Level 1 with a 32 KB hash table and a 16 KB window (the
 # dictionary and a message fit in it): level 3's default tables (768 KB) fall out of the CPU
-# caches between two messages of a load, for 3% fewer bytes. Any zstd frame against ZDICT
+# caches between two messages of a load, for 2% fewer bytes. Any zstd frame against ZDICT
 # reads back, so content packed with other parameters (level 3, before) still does
 # (docs/storage.md has the figures).
 _ZSTD_PARAMETERS = zstandard.ZstdCompressionParameters.from_level(
