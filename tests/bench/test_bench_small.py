@@ -12,9 +12,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -22,8 +20,7 @@ from bench import staged
 from bench.checks import check_identity, check_identity_store
 from bench.config import DAG_ID
 from moesif_segment_sync.pipeline.staging import Staging
-from sandbox._json import loads_lenient
-from sandbox.moesif_store import build_store
+from sandbox import moesif_store
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.airflow
@@ -111,15 +108,23 @@ def test_the_identity_check_catches_one_changed_byte(bench, tampered):
     assert check["n_mismatched"] == 1
 
 
+@pytest.fixture(scope="module")
+def store(bench, tmp_path_factory) -> Path:
+    """The benchmark's users and companies as a stand-in store, built as its CLI builds one."""
+    _, work = bench
+    path = tmp_path_factory.mktemp("store") / "store.sqlite"
+    moesif_store.main(["--users", str(work / "data" / "users.jsonl"),
+                       "--companies", str(work / "data" / "companies.jsonl"), "--out", str(path)])
+    return path
+
+
 @pytest.mark.parametrize(("sample", "sampled"), [(N_USERS, N_USERS), (37, 38)])
-def test_the_identity_check_reads_a_store_as_it_reads_the_files(bench, tampered, tmp_path,
+def test_the_identity_check_reads_a_store_as_it_reads_the_files(bench, tampered, store,
                                                                 sample, sampled):
     """A ten-million-user account is a store (``--store``): the check reads only its
     companies and its sampled users, and must sample and judge exactly as from the files."""
     _, work = bench
     users, companies = work / "data" / "users.jsonl", work / "data" / "companies.jsonl"
-    store = tmp_path / "store.sqlite"
-    build_store(store, _records(users), _records(companies))
     source = Staging((work / "staging").as_uri(), DAG_ID, "bench")
 
     checks = {name: (check_identity(users, companies, stage, n_users=N_USERS, sample=sample),
@@ -132,9 +137,3 @@ def test_the_identity_check_reads_a_store_as_it_reads_the_files(bench, tampered,
     assert checks["source"][1]["passed"]
     if sample == N_USERS:
         assert checks["tampered"][1]["n_mismatched"] == 1
-
-
-def _records(path: Path) -> Iterator[Any]:
-    with path.open("rb") as lines:
-        for line in lines:
-            yield loads_lenient(line)
