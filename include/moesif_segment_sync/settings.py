@@ -104,7 +104,8 @@ class SyncSettings(BaseSettings):
     content_retention: Duration = Field(
         timedelta(days=30), ge=timedelta(0), description="how long the user state keeps each "
         "accepted identify (compressed) for the dry run's diff preview (ISO 8601 duration "
-        "like P30D, or seconds; 0 = keep none)")
+        "like P30D, or seconds; 0 = keep none; forgotten by the first run a day after it "
+        "passes)")
     group_calls: bool = Field(
         False, description="also send one Segment group call per user with a company, "
         "with the company's traits (for B2B destinations: CRMs, account-based tools)")
