@@ -9,7 +9,6 @@ connection detail behaves the same on both sides of the pipeline.
 
 from __future__ import annotations
 
-import gzip
 import signal
 import socket
 import struct
@@ -17,7 +16,6 @@ import sys
 import threading
 import time
 import traceback
-import zlib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from email.message import Message
@@ -27,6 +25,7 @@ from typing import Any, Self
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import orjson
+from isal import igzip, isal_zlib
 
 CONTROL_PREFIX = "/_sandbox/"
 
@@ -83,8 +82,8 @@ class Request:
         if not self.is_gzip:
             return self.body
         try:
-            return gzip.decompress(self.body)
-        except (OSError, EOFError, zlib.error) as exc:
+            return igzip.decompress(self.body)  # as gzip does, in under half its time
+        except (OSError, EOFError, isal_zlib.error) as exc:
             raise HttpError(400, f"Body is not valid gzip: {exc}") from None
 
     @cached_property

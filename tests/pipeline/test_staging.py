@@ -124,25 +124,34 @@ def test_a_file_of_several_gzip_members_reads_as_their_lines_in_order(stage):
     assert list(stage.lines("users.jsonl.gz")) == [b'{"n":1}', b'{"n":2}']
 
 
-def test_a_truncated_file_fails_as_gzip_does(stage):
+@pytest.mark.parametrize("damage", ["truncated", "garbled"])
+def test_a_damaged_file_fails_naming_it(stage, damage):
     stage.fs.makedirs(stage.dir, exist_ok=True)
-    whole = gzip.compress(b'{"n":1}\n' * 1000)
+    whole = gzip.compress(b"".join(b'{"n":%d}\n' % n for n in range(5000)))
+    half = len(whole) // 2
+    damaged = (whole[:half] if damage == "truncated"
+               else whole[:20] + bytes(range(256)) * 4 + whole[20 + 1024:])
     with stage.fs.open(stage.path("users.jsonl.gz"), "wb") as raw:
-        raw.write(whole[:len(whole) // 2])
+        raw.write(damaged)
 
-    with pytest.raises(EOFError):
+    with pytest.raises(StagingError, match=r"staged file \w+://.*/users\.jsonl\.gz is not "
+                                           r"whole gzip \(truncated or damaged\)"):
         list(stage.lines("users.jsonl.gz"))
 
 
 def test_the_compress_level_is_honoured(tmp_path):
+    """Levels 1 to 3 are ISA-L's, 0 and 4 to 9 zlib's: each writes gzip that the standard
+    library reads."""
     lines = [b'{"user_id":"usr_%05d","plan":"pro"}' % n for n in range(20_000)]
     sizes = {}
-    for level in (0, 1, 9):
+    for level in (0, 1, 3, 4, 9):
         stage = Staging(tmp_path.as_uri(), "dag", f"level-{level}", compress_level=level)
         with stage.writer("users.jsonl.gz") as out:
             out.write_lines(lines)
-        sizes[level] = (tmp_path / "dag" / f"level-{level}" / "users.jsonl.gz").stat().st_size
+        written = tmp_path / "dag" / f"level-{level}" / "users.jsonl.gz"
+        sizes[level] = written.stat().st_size
         assert list(stage.lines("users.jsonl.gz")) == lines
+        assert gzip.decompress(written.read_bytes()) == b"\n".join(lines) + b"\n"
 
     assert sizes[0] > sum(map(len, lines)) > sizes[1] > sizes[9]
 

@@ -8,13 +8,13 @@ most one batch in flight (``pipeline.load._OneInFlight``): no queue, nothing dro
 
 from __future__ import annotations
 
-import gzip
 import logging
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
 import requests
+from isal import igzip
 
 from .. import metrics
 from ..codec import format_utc
@@ -88,8 +88,8 @@ class SegmentSender:
         self.attempts += 1
         # sentAt is set on every attempt so Segment's clock-skew correction stays right.
         body = batch.body(format_utc(datetime.fromtimestamp(self._clock(), UTC)))
-        if self._settings.gzip:
-            body = gzip.compress(body, compresslevel=1)
+        if self._settings.gzip:  # ISA-L: a fifth of zlib's time for a batch (docs/development.md)
+            body = igzip.compress(body, compresslevel=1)
         started = time.monotonic()
         response = self._session.post(self.url, data=body, timeout=self._settings.http_timeout)
         metrics.timing("segment.send_latency", time.monotonic() - started)
