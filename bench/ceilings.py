@@ -10,13 +10,13 @@ of a stage's time is the stand-in's and whether the stand-in is the limit.
 from __future__ import annotations
 
 import base64
-import gzip
 import http.client
 import math
 import time
 from urllib.parse import urlsplit
 
 import orjson
+from isal import igzip
 
 from moesif_segment_sync import moesif
 from moesif_segment_sync.segment import BATCH_PATH, pack
@@ -54,8 +54,10 @@ def moesif_ceiling(url: str, total: int, *, full_refresh: bool = False) -> tuple
         paginator.search_after = orjson.loads(body[at + len(_SORT):-len(_HIT_LIST_END)])
     finished = time.perf_counter()
     connection.close()
-    after_first = (total - PAGE_SIZE) / (finished - first_page_done) if total > PAGE_SIZE else 0.0
-    return total / (finished - started), after_first
+    whole = total / (finished - started)
+    if total <= PAGE_SIZE:  # one page, none after it: the whole pass's rate
+        return whole, whole
+    return whole, (total - PAGE_SIZE) / (finished - first_page_done)
 
 
 def segment_ceiling(url: str, messages: list[bytes], settings: SyncSettings) -> float:
@@ -64,7 +66,7 @@ def segment_ceiling(url: str, messages: list[bytes], settings: SyncSettings) -> 
     Packed and compressed exactly as the sender does; the caller clears the
     stand-in afterwards.
     """
-    batches = [(batch.count, gzip.compress(batch.body(_SENT_AT), compresslevel=1))
+    batches = [(batch.count, igzip.compress(batch.body(_SENT_AT), compresslevel=1))
                for batch in pack(messages, max_bytes=settings.max_batch_bytes,
                                  max_messages=settings.max_batch_messages)]
     headers = {"Authorization": "Basic " + base64.b64encode(f"{WRITE_KEY}:".encode()).decode(),
